@@ -1,0 +1,3 @@
+from cruijff_kit.cli import main
+
+raise SystemExit(main())

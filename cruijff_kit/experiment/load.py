@@ -1,0 +1,399 @@
+"""experiment_summary.yaml -> schema (jsonschema, draft 2020-12) -> semantic checks -> Experiment.
+
+Every problem is collected and reported at once, one line each, as
+`FILE: key.path: what is wrong; the fix`. Nothing here imports torch or inspect.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
+from cruijff_kit.experiment.model import (
+    BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
+)
+from cruijff_kit.settings import Settings, load_settings
+
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+SUMMARY_FILE = "experiment_summary.yaml"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def key_path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    """Parse YAML with a one-line error (line and column) for syntax mistakes."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError("file not found", where=str(path), hint="check the path") from None
+    except IsADirectoryError:
+        raise UserError("is a directory", where=str(path), hint=f"pass the {SUMMARY_FILE} inside it") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"YAML syntax error: {problem}", where=where,
+                        hint="fix the indentation or quoting at that line") from None
+    if not isinstance(data, dict):
+        raise UserError("expected a mapping at the top level", where=str(path),
+                        hint="start with `experiment:` and `tools:` keys")
+    return data
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """Overlay wins; mappings merge recursively; lists are replaced, except `runs`, merged by name."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        elif key == "runs" and isinstance(value, list) and isinstance(out.get(key), list):
+            by_name = {r.get("name"): r for r in value if isinstance(r, dict)}
+            out[key] = [deep_merge(r, by_name.pop(r.get("name"), {})) for r in out[key]]
+            out[key] += [copy.deepcopy(r) for r in by_name.values()]
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_profile(data: dict, profile: str | None, where: str) -> dict:
+    profiles = data.get("profiles") or {}
+    if profile is None:
+        return data
+    if profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise UserError(f"profile '{profile}' is not defined", where=where, path="profiles",
+                        hint=f"known profiles: {known}")
+    merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, profiles[profile])
+    return merged
+
+
+# -- schema ----------------------------------------------------------------------------------------
+def _resolve(node: dict) -> dict:
+    while "$ref" in node:
+        node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _known_keys(node: dict) -> set[str]:
+    node = _resolve(node)
+    keys = set(node.get("properties", {}))
+    for sub in node.get("allOf", []):
+        keys |= _known_keys(sub)
+    return keys
+
+
+def _schema_at(parts) -> dict:
+    node = schema()
+    for part in parts:
+        node = _resolve(node)
+        if isinstance(part, int):
+            node = node.get("items", {})
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        else:
+            found = None
+            for sub in node.get("allOf", []):
+                sub = _resolve(sub)
+                if part in sub.get("properties", {}):
+                    found = sub["properties"][part]
+            node = found or node.get("additionalProperties") or {}
+            if not isinstance(node, dict):
+                node = {}
+    return _resolve(node)
+
+
+def _describe(error) -> tuple[str, str]:
+    """(message, hint) in our words for a jsonschema error."""
+    v, inst = error.validator, error.instance
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        name = missing[0] if missing else error.message
+        return f"missing required key '{name}'", f"add `{name}:`"
+    if v == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        hint = closest(inst, error.validator_value)
+        return f"{inst!r} is not supported", f"supported values: {choices}" + (f"; {hint}" if hint else "")
+    if v == "type":
+        return f"{inst!r} has the wrong type", f"expected {error.validator_value}"
+    if v == "pattern":
+        if error.validator_value.startswith("^[A-Za-z0-9._-]"):
+            return f"{inst!r} is not a safe name", "use only letters, digits, '.', '_' and '-'"
+        if "\\d{4}" in error.validator_value:
+            return f"{inst!r} is not a date", "write YYYY-MM-DD"
+        return f"{inst!r} does not match the expected form", f"pattern {error.validator_value}"
+    if v in ("minimum", "exclusiveMinimum", "maximum"):
+        return f"{inst!r} is out of range", error.message.replace(repr(inst), "value")
+    if v == "minItems":
+        return "must not be empty", "give at least one value"
+    if v == "minLength":
+        return "must not be empty", "give a value"
+    if v == "not":
+        return f"{inst!r} is not allowed here", "choose another name"
+    if v == "anyOf":
+        return f"{inst!r} is not valid here", "see the schema for the accepted forms"
+    return error.message.splitlines()[0], ""
+
+
+def schema_problems(data: dict, problems: ProblemList) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    seen = set()
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        parts = list(error.absolute_path)
+        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+            known = _known_keys(_schema_at(parts))
+            for key in sorted(set(error.instance) - known):
+                path = key_path(parts + [key])
+                if path not in seen:
+                    seen.add(path)
+                    problems.error(path, "unknown key", closest(key, known) or
+                                   f"known keys: {', '.join(sorted(known))}")
+            continue
+        if error.validator == "propertyNames":
+            continue  # reported below with a suggestion
+        if error.validator == "anyOf" and error.context:
+            # report the most specific sub-error (enum / type) instead of "not valid"
+            best = min(error.context, key=lambda e: len(list(e.absolute_path)))
+            if best.validator == "enum":
+                error = best
+        message, hint = _describe(error)
+        path = key_path(parts)
+        if (path, message) not in seen:
+            seen.add((path, message))
+            problems.error(path, message, hint)
+    for name in (data.get("variables") or {}) if isinstance(data.get("variables"), dict) else ():
+        allowed = _resolve(schema()["$defs"]["parameter_name"])["enum"]
+        if name not in allowed:
+            problems.error(f"variables.{name}", "unknown parameter",
+                           closest(name, allowed) or "variables name training parameters, model or dataset_label")
+
+
+# -- semantics -------------------------------------------------------------------------------------
+def _path(value: str, base: Path, settings: Settings) -> Path:
+    text = value
+    for key, repl in settings.placeholders().items():
+        text = text.replace("{" + key + "}", repl)
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def semantic_problems(data: dict, problems: ProblemList) -> None:
+    controls = data.get("controls") or {}
+    runs = data.get("runs") or []
+    models = {m.get("name") for m in (data.get("models") or {}).get("base", [])}
+    evaluation = data.get("evaluation") or {}
+    tasks = {t.get("name") for t in evaluation.get("tasks", [])}
+    run_names: dict[str, int] = {}
+    epochs_of: dict[str, int] = {}
+    types: dict[str, str] = {}
+    for i, run in enumerate(runs):
+        name = run.get("name")
+        if name in run_names:
+            problems.error(f"runs[{i}].name", f"'{name}' is used twice (also runs[{run_names[name]}])",
+                           "give every run a unique name")
+        run_names[name] = i
+        params = {**controls, **(run.get("parameters") or {})}
+        epochs_of[name] = params.get("epochs", Controls.epochs)
+        types[name] = run.get("type")
+        if run.get("model") not in models and not run.get("base_run"):
+            problems.error(f"runs[{i}].model", f"'{run.get('model')}' is not in models.base",
+                           f"known: {', '.join(sorted(m for m in models if m))}"
+                           + (f"; {closest(run.get('model'), models)}" if closest(run.get('model'), models) else ""))
+        if run.get("type") == "eval-only" and not run.get("checkpoint_path"):
+            problems.error(f"runs[{i}].checkpoint_path", "eval-only runs need a checkpoint_path",
+                           "add the checkpoint directory to evaluate")
+        if run.get("checkpoint_path") and run.get("type") != "eval-only":
+            problems.error(f"runs[{i}].checkpoint_path", "only eval-only runs take a checkpoint_path",
+                           "set type: eval-only or remove checkpoint_path")
+        if run.get("base_run") and run.get("type") not in ("fine-tuned", "dpo"):
+            problems.error(f"runs[{i}].base_run", "only fine-tuned or dpo runs can start from another run",
+                           "remove base_run or change the type")
+        prompt = params.get("prompt", "{input}")
+        if "{input}" not in str(prompt):
+            problems.error(f"runs[{i}].parameters.prompt" if "prompt" in (run.get("parameters") or {})
+                           else "controls.prompt", "the prompt template has no {input} placeholder",
+                           "add {input} where the example's input goes")
+        lab = params.get("dataset_label") or (data.get("data") or {}).get("training", {}).get("dataset_label")
+        if run.get("type") in ("fine-tuned", "dpo") and not (data.get("data") or {}).get(
+                "preference" if run.get("type") == "dpo" else "training"):
+            problems.error(f"runs[{i}]", "this run trains but the design has no training data",
+                           "add data.training (or data.preference for dpo runs)")
+        path_tmpl = (data.get("data") or {}).get("training", {}).get("path", "")
+        if "{dataset_label}" in path_tmpl and run.get("type") == "fine-tuned" and not lab:
+            problems.error(f"runs[{i}].parameters.dataset_label", "data.training.path uses {dataset_label} "
+                           "but this run sets none", "add dataset_label to the run's parameters")
+    for i, run in enumerate(runs):
+        base = run.get("base_run")
+        if base and base not in run_names:
+            problems.error(f"runs[{i}].base_run", f"'{base}' is not a run", closest(base, run_names) or
+                           "name a run defined in runs")
+        elif base == run.get("name"):
+            problems.error(f"runs[{i}].base_run", "a run cannot start from itself", "name another run")
+        be = run.get("base_epoch")
+        if base in epochs_of and isinstance(be, int) and be >= epochs_of[base]:
+            problems.error(f"runs[{i}].base_epoch", f"epoch {be} does not exist in '{base}'",
+                           f"use 0..{epochs_of[base] - 1}, last or best")
+    # every variable value appears in some run
+    for var, values in (data.get("variables") or {}).items():
+        for value in values if isinstance(values, list) else []:
+            used = any(
+                (run.get("model") == value) if var == "model" else
+                ({**controls, **(run.get("parameters") or {})}.get(var) == value)
+                for run in runs)
+            if not used:
+                problems.warn(f"variables.{var}", f"value {value!r} is not used by any run",
+                              "run `cruijff-kit design expand` or add a run")
+    if evaluation.get("do_sample") and not evaluation.get("temperature"):
+        problems.error("evaluation.temperature", "do_sample: true needs a temperature above 0",
+                       "set temperature (e.g. 0.7) or do_sample: false")
+    if evaluation.get("temperature") and not evaluation.get("do_sample"):
+        problems.error("evaluation.temperature", "temperature is only used when do_sample is true",
+                       "set do_sample: true or remove temperature")
+    for i, task in enumerate(evaluation.get("tasks", [])):
+        if "prompt" in task and "{input}" not in str(task["prompt"]):
+            problems.error(f"evaluation.tasks[{i}].prompt", "the prompt template has no {input} placeholder",
+                           "add {input}")
+    for i, row in enumerate(evaluation.get("matrix", [])):
+        run = row.get("run")
+        if run not in run_names:
+            problems.error(f"evaluation.matrix[{i}].run", f"'{run}' is not a run",
+                           closest(run, run_names) or f"known runs: {', '.join(run_names)}")
+            continue
+        for j, task in enumerate(row.get("tasks", [])):
+            if task not in tasks:
+                problems.error(f"evaluation.matrix[{i}].tasks[{j}]", f"'{task}' is not in evaluation.tasks",
+                               closest(task, tasks) or f"known tasks: {', '.join(sorted(t for t in tasks if t))}")
+        epochs = row.get("epochs")
+        if types.get(run) in ("control", "eval-only"):
+            if epochs is not None:
+                problems.error(f"evaluation.matrix[{i}].epochs", f"{types[run]} runs are evaluated once",
+                               "set epochs: null")
+        elif epochs is None:
+            problems.error(f"evaluation.matrix[{i}].epochs", "fine-tuned runs need the epochs to evaluate",
+                           f"list 0-indexed epochs, e.g. [{epochs_of[run] - 1}]")
+        else:
+            for j, e in enumerate(epochs):
+                if not 0 <= e < epochs_of[run]:
+                    problems.error(f"evaluation.matrix[{i}].epochs[{j}]",
+                                   f"epoch {e} does not exist ({run} trains {epochs_of[run]} epochs)",
+                                   f"epochs are 0-indexed: use 0..{epochs_of[run] - 1}")
+    stage_names = {s.get("name") for s in data.get("stages", [])}
+    for i, run in enumerate(runs):
+        if run.get("stage") and stage_names and run["stage"] not in stage_names:
+            problems.error(f"runs[{i}].stage", f"'{run['stage']}' is not in stages",
+                           closest(run["stage"], stage_names) or f"known: {', '.join(sorted(stage_names))}")
+    for i, stage in enumerate(data.get("stages", [])):
+        gate = stage.get("gate")
+        if gate:
+            task = gate["metric"].split(".")[0]
+            if task not in tasks:
+                problems.error(f"stages[{i}].gate.metric", f"'{task}' is not in evaluation.tasks",
+                               "write <task>.<scorer>.<metric>, e.g. capitals.match.accuracy")
+
+
+def build(data: dict, source: Path, settings: Settings) -> Experiment:
+    base = source.parent
+    meta = data["experiment"]
+    controls = Controls.build(data.get("controls") or {})
+    if meta.get("dir"):
+        exp_dir = _path(meta["dir"], base, settings)
+    else:
+        exp_dir = settings.experiment_dir(meta["name"], meta["type"])
+    training = preference = None
+    d = data.get("data") or {}
+    for key in ("training", "preference"):
+        if key in d:
+            ds = d[key]
+            resolved = str(_path(ds["path"], base, settings))
+            value = Dataset(resolved, ds.get("dataset_label", ""), ds.get("format", "json"),
+                            ds.get("size_kb", 0), ds.get("splits", {}))
+            if key == "training":
+                training = value
+            else:
+                preference = value
+    runs = []
+    for raw in data.get("runs", []):
+        params = dict(raw.get("parameters") or {})
+        label = params.pop("dataset_label", "") or (training.dataset_label if training else "")
+        runs.append(Run(
+            name=raw["name"], type=raw["type"], model=raw["model"], parameters=dict(raw.get("parameters") or {}),
+            controls=controls.with_overrides(params), dataset_label=label,
+            checkpoint_path=_path(raw["checkpoint_path"], base, settings) if raw.get("checkpoint_path") else None,
+            stage=raw.get("stage", ""), base_run=raw.get("base_run", ""),
+            base_epoch=raw.get("base_epoch", "last"),
+            slurm_overrides=raw.get("slurm_overrides") or {}, compute=raw.get("compute") or {}))
+    ev = data.get("evaluation") or {}
+    tasks = tuple(Task(
+        name=t["name"], script=_path(t["script"], base, settings), function=t.get("function", t["name"]),
+        dataset=_path(t["dataset"], base, settings) if t.get("dataset") else None,
+        split=t.get("split", "validation"), description=t.get("description", ""),
+        prompt=t.get("prompt"), system_prompt=t.get("system_prompt"), scorers=tuple(t.get("scorers", ())))
+        for t in ev.get("tasks", []))
+    evaluation = Evaluation(
+        scorers=tuple(ev.get("scorers", ())), tasks=tasks, matrix=tuple(ev.get("matrix", ())),
+        temperature=ev.get("temperature", 0.0), do_sample=as_bool(ev.get("do_sample", False)),
+        max_tokens=ev.get("max_tokens", 32), seed=ev.get("seed", 42), limit=ev.get("limit"))
+    stages = tuple(Stage(s["name"], s.get("description", ""),
+                         Gate(**{"on_fail": "stop", **s["gate"]}) if s.get("gate") else None)
+                   for s in data.get("stages", []))
+    models = tuple(BaseModel(m["name"], _path(m["path"], base, settings), m.get("size_gb", 0.0),
+                             m.get("registry", ""), m.get("component"))
+                   for m in data["models"]["base"])
+    output = data.get("output") or {}
+    return Experiment(
+        name=meta["name"], question=meta["question"], date=str(meta["date"]), type=meta["type"], dir=exp_dir,
+        source=source, hypothesis=meta.get("hypothesis", ""), purpose=meta.get("purpose", ""),
+        project=meta.get("project", ""), tools=dict(data["tools"]), variables=dict(data.get("variables") or {}),
+        controls=controls, models=models, training_data=training, preference_data=preference,
+        wandb_project=output.get("wandb_project", "") or meta["name"],
+        wandb_entity=output.get("wandb_entity", "") or settings.wandb_entity,
+        runs=tuple(runs), evaluation=evaluation, stages=stages, raw=data)
+
+
+def check(data: dict, where: str) -> ProblemList:
+    problems = ProblemList(where)
+    schema_problems(data, problems)
+    try:
+        semantic_problems(data, problems)
+    except (TypeError, AttributeError, KeyError, ValueError):
+        if not problems.errors:  # malformed data the schema let through would be our bug
+            raise
+    return problems
+
+
+def resolve_design_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / SUMMARY_FILE if path.is_dir() else path
+
+
+def load_experiment(path: str | Path, *, profile: str | None = None, settings: Settings | None = None,
+                    warnings: list[Problem] | None = None) -> Experiment:
+    """Load, validate and build the experiment; raise ValidationFailed with every problem found."""
+    source = resolve_design_path(path)
+    data = read_yaml(source)
+    data = apply_profile(data, profile, str(source))
+    problems = check(data, str(source))
+    if problems.errors:
+        raise ValidationFailed(problems.problems)
+    if warnings is not None:
+        warnings.extend(problems.warnings)
+    return build(data, source.resolve(), settings or load_settings())

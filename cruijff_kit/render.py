@@ -1,0 +1,116 @@
+"""The one renderer: jinja2 over templates/ with StrictUndefined, plus a no-clobber, atomic writer.
+
+Every file format cruijff_kit writes lives in templates/. A `RenderSet` collects (path, text) pairs
+and commits them: unchanged files are left alone, files the user edited since we rendered them are
+preserved unless forced (we keep their hash in a manifest), and each write is atomic.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from cruijff_kit.files import atomic_write, read_json, sha256, write_json
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+MANIFEST = ".ck/manifest.json"
+
+
+def _yaml_scalar(value) -> str:
+    """A YAML scalar that round-trips exactly (strings always quoted)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _yaml_flow(value) -> str:
+    """A YAML flow value (JSON is valid YAML) for lists and mappings."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=False)
+
+
+@lru_cache(maxsize=1)
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.filters["yaml"] = _yaml_scalar
+    env.filters["flow"] = _yaml_flow
+    env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+@dataclass
+class WriteReport:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    preserved: list[str] = field(default_factory=list)  # user-edited, not overwritten
+
+    def summary(self) -> str:
+        return (f"{len(self.written)} written, {len(self.unchanged)} unchanged, "
+                f"{len(self.preserved)} preserved (edited by you; use --force to overwrite)")
+
+
+@dataclass
+class RenderSet:
+    """Files to write under `root`, committed together against the manifest."""
+
+    root: Path
+    files: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+    def add(self, relpath: str, text: str, *, executable: bool = False) -> None:
+        self.files[relpath] = (text, 0o755 if executable else None)
+
+    def tree(self) -> str:
+        """What `--dry-run` prints: the files that would be written, as an indented tree."""
+        lines, seen = [f"{self.root}/"], set()
+        for rel in sorted(self.files):
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                d = "/".join(parts[:depth])
+                if d not in seen:
+                    seen.add(d)
+                    lines.append("  " * depth + parts[depth - 1] + "/")
+            lines.append("  " * len(parts) + parts[-1])
+        return "\n".join(lines)
+
+    def commit(self, *, force: bool = False) -> WriteReport:
+        manifest_path = self.root / MANIFEST
+        manifest = read_json(manifest_path, {}) or {}
+        report = WriteReport()
+        for rel, (text, mode) in sorted(self.files.items()):
+            target = self.root / rel
+            new_hash = sha256(text)
+            if target.exists():
+                current = sha256(target.read_bytes())
+                if current == new_hash:
+                    manifest[rel] = new_hash
+                    report.unchanged.append(rel)
+                    continue
+                edited = rel not in manifest or manifest[rel] != current
+                if edited and not force:
+                    report.preserved.append(rel)
+                    continue
+            atomic_write(target, text, mode=mode)
+            manifest[rel] = new_hash
+            report.written.append(rel)
+        write_json(manifest_path, manifest)
+        return report

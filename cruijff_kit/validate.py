@@ -1,0 +1,46 @@
+"""Validate an experiment design: schema, then meaning. Prints every problem, one line each.
+
+Exit status: 0 valid (warnings may be printed), 2 on any error. --json prints a machine-readable
+report for skills: {"valid": bool, "errors": [...], "warnings": [...], "runs": N, "cells": N}.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from cruijff_kit.errors import UserError
+
+
+def configure(parser) -> None:
+    parser.add_argument("file", help="experiment_summary.yaml (or the experiment directory holding it)")
+    parser.add_argument("--profile", help="apply a profile from the design's `profiles:` (e.g. tiny)")
+    parser.add_argument("--json", action="store_true", help="print a JSON report instead of lines")
+
+
+def main(args) -> int:
+    from cruijff_kit.experiment.load import load_experiment
+
+    warnings: list = []
+    try:
+        exp = load_experiment(args.file, profile=args.profile, warnings=warnings)
+    except UserError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"valid": False, "errors": [p.as_dict() for p in exc.problems if p.level == "error"],
+                          "warnings": [p.as_dict() for p in exc.problems if p.level == "warning"]}, indent=2))
+        return 2
+    if args.json:
+        print(json.dumps({"valid": True, "errors": [], "warnings": [w.as_dict() for w in warnings],
+                          "name": exp.name, "dir": str(exp.dir), "runs": len(exp.runs),
+                          "cells": len(exp.cells())}, indent=2))
+        return 0
+    for w in warnings:
+        print(w.line(), file=sys.stderr)
+    print(f"{exp.source}: valid ({len(exp.runs)} runs, {len(exp.cells())} eval cells)")
+    return 0
+
+
+if __name__ == "__main__":
+    from cruijff_kit.cli import verb_entry
+
+    verb_entry("validate")
