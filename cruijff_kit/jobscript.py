@@ -1,0 +1,52 @@
+"""What every job script shares: SBATCH resources and the environment a job runs in.
+
+Resources resolve in this order (later wins): model registry defaults -> claude.local.md ->
+the run's `slurm_overrides`. A GPU count of 0 (CPU clusters, the local test SLURM) drops --gres
+and any constraint. Every job script extends templates/job.sh.j2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cruijff_kit.settings import Settings
+
+
+def job_environment(settings: Settings, exp_dir: Path) -> dict:
+    """Environment activation and caches: everything stays under the scratch / experiment dir."""
+    venv = settings.venv or (sys.prefix if sys.prefix != sys.base_prefix else "")
+    cache = settings.scratch / "cache"
+    return {
+        "module_loads": list(settings.module_loads),
+        "conda_env": settings.conda_env,
+        "venv": venv,
+        "exports": {
+            "HF_HOME": str(cache / "hf"),
+            "HF_DATASETS_CACHE": str(cache / "hf" / "datasets"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TIKTOKEN_CACHE_DIR": str(cache / "tiktoken"),
+            "INSPECT_DATA_DIR": str(cache / "inspect"),
+            "XDG_CACHE_HOME": str(cache / "xdg"),
+            "MPLCONFIGDIR": str(cache / "matplotlib"),
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        },
+        "wandb_mode_default": "offline",
+    }
+
+
+def resources(settings: Settings, overrides: dict, defaults: dict | None = None) -> dict:
+    """SBATCH resources for one job: {time, mem, cpus, gpus, account, partition, constraint}."""
+    res = {"time": settings.slurm_time, "mem": settings.slurm_mem or "", "cpus": settings.slurm_cpus,
+           "gpus": settings.slurm_gpus, "account": settings.slurm_account,
+           "partition": settings.slurm_partition, "constraint": settings.slurm_constraint}
+    for key, value in (defaults or {}).items():
+        if key in res and not settings.sources.get(f"slurm_{key}"):
+            res[key] = value
+    for key, value in (overrides or {}).items():
+        res[key] = value
+    if int(res.get("gpus") or 0) == 0:
+        res["gpus"] = 0
+        res["constraint"] = ""
+    return res
