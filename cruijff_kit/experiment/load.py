@@ -199,6 +199,8 @@ def _path(value: str, base: Path, settings: Settings) -> Path:
 def semantic_problems(data: dict, problems: ProblemList) -> None:
     controls = data.get("controls") or {}
     runs = data.get("runs") or []
+    if not runs:
+        problems.warn("runs", "no runs defined yet", "run `cruijff-kit design expand FILE` to fill them from variables")
     models = {m.get("name") for m in (data.get("models") or {}).get("base", [])}
     evaluation = data.get("evaluation") or {}
     tasks = {t.get("name") for t in evaluation.get("tasks", [])}

@@ -1,0 +1,1 @@
+"""Design stage: expand runs, verify resources, estimate cost, render experiment_summary.md."""

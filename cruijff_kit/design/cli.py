@@ -1,0 +1,111 @@
+"""Design helpers the design-experiment skill calls; each step is logged to design-experiment.log.
+
+  expand FILE    fill `runs` (and a default evaluation matrix) from variables x models
+  verify FILE    check models, datasets, eval tasks and disk; log every check
+  summary FILE   render experiment_summary.md (the human plan) into the experiment directory
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cruijff_kit.errors import UserError
+
+
+def configure(parser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary}", required=True)
+    p = sub.add_parser("expand", help="fill runs from variables x models (names {model}_{param}{value})")
+    p.add_argument("file", help="experiment_summary.yaml")
+    p.add_argument("--controls", action="store_true", help="add a {model}_base control run per model")
+    p.add_argument("--force", action="store_true", help="replace runs that are already defined")
+    p.add_argument("--yes", action="store_true", help="allow more than 1,000 runs")
+    p.add_argument("--dry-run", action="store_true", help="print the run names, write nothing")
+    p = sub.add_parser("verify", help="check models, datasets, eval tasks and disk; log each check")
+    p.add_argument("file", help="experiment_summary.yaml (or its directory)")
+    p.add_argument("--profile", help="apply a profile from the design's `profiles:`")
+    p.add_argument("--no-log", action="store_true", help="do not append to design-experiment.log")
+    p = sub.add_parser("summary", help="render experiment_summary.md from the design")
+    p.add_argument("file", help="experiment_summary.yaml (or its directory)")
+    p.add_argument("--profile", help="apply a profile from the design's `profiles:`")
+    p.add_argument("--out", help="where to write (default: the experiment directory)")
+    p.add_argument("--dry-run", action="store_true", help="print the Markdown, write nothing")
+
+
+def main(args) -> int:
+    return {"expand": expand_main, "verify": verify_main, "summary": summary_main}[args.action](args)
+
+
+def expand_main(args) -> int:
+    import yaml
+
+    from cruijff_kit.errors import ValidationFailed
+    from cruijff_kit.experiment.expand import REFUSE_ABOVE, WARN_ABOVE, expand
+    from cruijff_kit.experiment.load import check, read_yaml, resolve_design_path
+    from cruijff_kit.files import atomic_write
+
+    path = resolve_design_path(args.file)
+    data = read_yaml(path)
+    if data.get("runs") and not args.force:
+        raise UserError(f"runs already defined ({len(data['runs'])})", where=str(path), path="runs",
+                        hint="pass --force to replace them with the expansion")
+    expanded = expand(data, controls=args.controls)
+    n = len(expanded["runs"])
+    if n > REFUSE_ABOVE and not args.yes:
+        raise UserError(f"the expansion has {n} runs (over {REFUSE_ABOVE})", where=str(path), path="variables",
+                        hint="reduce the variables or pass --yes")
+    if n > WARN_ABOVE:
+        print(f"warning: {n} runs — a large sweep; check the compute estimate first", file=sys.stderr)
+    problems = check(expanded, str(path))
+    if problems.errors:
+        raise ValidationFailed(problems.problems)
+    for run in expanded["runs"]:
+        print(f"  {run['name']}  ({run['type']})")
+    if args.dry_run:
+        print(f"{n} runs (dry run: nothing written)")
+        return 0
+    atomic_write(path, yaml.safe_dump(expanded, sort_keys=False, allow_unicode=True, width=120))
+    print(f"{path}: {n} runs written")
+    return 0
+
+
+def _load(args):
+    from cruijff_kit.experiment.load import load_experiment
+    from cruijff_kit.settings import load_settings
+
+    settings = load_settings()
+    return load_experiment(args.file, profile=args.profile, settings=settings), settings
+
+
+def verify_main(args) -> int:
+    from cruijff_kit.design.verify import verify
+    from cruijff_kit.logbook import LOG_NAMES
+
+    exp, settings = _load(args)
+    log_path = None if args.no_log else exp.dir / LOG_NAMES["design"]
+    report = verify(exp, settings.scratch, log_path=log_path)
+    for c in report.checks:
+        print(f"{'ok  ' if c.ok else 'FAIL'} {c.action:<16} {c.subject}: {c.result}")
+    if report.failed:
+        for c in report.failed:
+            print(f"{exp.source}: {c.action.lower()} {c.subject}: {c.result}", file=sys.stderr)
+        return 2
+    print(f"all {len(report.checks)} checks passed" + (f"; logged to {log_path}" if log_path else ""))
+    return 0
+
+
+def summary_main(args) -> int:
+    from cruijff_kit.design.summary import keep_blocks, render_summary
+    from cruijff_kit.files import atomic_write
+    from cruijff_kit.logbook import LOG_NAMES, log
+
+    exp, settings = _load(args)
+    out = Path(args.out) if args.out else exp.dir / "experiment_summary.md"
+    text = keep_blocks(render_summary(exp, settings), out)
+    if args.dry_run:
+        print(text)
+        return 0
+    atomic_write(out, text)
+    log(exp.dir / LOG_NAMES["design"], "CREATE_SUMMARY", f"rendered {out.name}", command=f"cruijff-kit design summary {args.file}",
+        result=f"{len(exp.runs)} runs, {len(exp.cells())} eval cells", explanation="the human-readable plan")
+    print(f"wrote {out}")
+    return 0

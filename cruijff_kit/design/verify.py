@@ -1,0 +1,125 @@
+"""Resource checks before anything runs, each logged to design-experiment.log:
+model dirs hold a config and weights, datasets have the declared splits (actual counts logged),
+eval task scripts define their @task, and the disk has room for the checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cruijff_kit import logbook
+from cruijff_kit.experiment.model import Experiment
+from cruijff_kit.taskscan import task_problem
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pth", "original/*.pth")
+
+
+@dataclass
+class Check:
+    action: str
+    subject: str
+    ok: bool
+    result: str
+    explanation: str = ""
+    command: str = ""
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+def check_model(path: Path) -> tuple[bool, str]:
+    if not path.is_dir():
+        return False, f"model directory not found: {path}"
+    if not (path / "config.json").is_file():
+        return False, f"no config.json in {path}"
+    weights = [w for pattern in WEIGHT_PATTERNS for w in path.glob(pattern)]
+    if not weights:
+        return False, f"no weights (*.safetensors, *.bin, *.pth) in {path}"
+    size = sum(w.stat().st_size for w in weights) / 1e9
+    return True, f"config.json + {len(weights)} weight file(s), {size:.2f} GB"
+
+
+def check_dataset(path: Path, declared: dict) -> tuple[bool, str, dict]:
+    if not path.is_file():
+        return False, f"dataset not found: {path}", {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        return False, f"{path}:{exc.lineno}: not valid JSON: {exc.msg}", {}
+    if not isinstance(data, dict):
+        return False, f"{path}: expected top-level train/validation lists", {}
+    counts = {k: len(v) for k, v in data.items() if isinstance(v, list)}
+    problems = []
+    for split in ("train", *[s for s in declared if s != "train"]):
+        if split not in counts:
+            problems.append(f"missing split '{split}'")
+        elif split in declared and declared[split] != counts[split]:
+            problems.append(f"split '{split}' has {counts[split]} examples, design says {declared[split]}")
+    bad = next((i for i, r in enumerate(data.get("train", [])) if not {"input", "output"} <= set(r)), None)
+    if bad is not None:
+        problems.append(f"train[{bad}] lacks input/output")
+    text = ", ".join(f"{k}={v}" for k, v in counts.items())
+    return (not problems), ("; ".join(problems) + f" (actual: {text})") if problems else f"splits {text}", counts
+
+
+def checkpoint_gb(exp: Experiment) -> float:
+    """Disk the checkpoints will take: merged model per saved epoch, or ~1% of it for adapters."""
+    total = 0.0
+    for run in exp.runs:
+        if not run.trains:
+            continue
+        try:
+            size = exp.model(run.model).size_gb or 0.0
+        except KeyError:
+            size = 0.0
+        per_epoch = size * (0.01 if run.controls.save_adapter_weights_only else 1.0)
+        total += per_epoch * run.controls.epochs
+    return total
+
+
+def verify(exp: Experiment, scratch: Path, *, log_path: Path | None = None) -> VerifyReport:
+    report = VerifyReport()
+    used_models = {r.model for r in exp.runs}
+    for model in exp.models:
+        if model.name not in used_models:
+            continue
+        ok, text = check_model(model.path)
+        report.checks.append(Check("VERIFY_MODEL", model.name, ok, text, "the base weights the runs start from",
+                                   f"ls {model.path}"))
+    seen: set[Path] = set()
+    for run in exp.runs:
+        path = exp.dataset_file(run)
+        if not run.trains or path is None or path in seen:
+            continue
+        seen.add(path)
+        declared = (exp.preference_data if run.type == "dpo" else exp.training_data).splits or {}
+        ok, text, _ = check_dataset(path, declared)
+        report.checks.append(Check("VERIFY_DATASET", path.name, ok, text, "splits and counts as designed",
+                                   f"json load {path}"))
+    for task in exp.evaluation.tasks:
+        problem = task_problem(task.script, task.function)
+        report.checks.append(Check("VERIFY_EVAL_TASK", task.name, not problem,
+                                   problem or f"{task.script.name} defines @task {task.function}",
+                                   "the evaluation can be loaded", f"ast scan {task.script}"))
+    need = checkpoint_gb(exp)
+    probe = scratch
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free / 1e9
+    report.checks.append(Check("CHECK_DISK", str(scratch), free > need * 1.2,
+                               f"need ~{need:.2f} GB for checkpoints, {free:.1f} GB free",
+                               "checkpoints (merged or adapter-only) x epochs x runs, with a 20% margin",
+                               f"df {probe}"))
+    if log_path is not None:
+        for c in report.checks:
+            logbook.log(log_path, c.action, f"{c.subject}: {'ok' if c.ok else 'FAILED'}", command=c.command,
+                        result=c.result, explanation=c.explanation)
+    return report

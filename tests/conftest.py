@@ -1,0 +1,48 @@
+"""Shared fixtures: the repo root, an isolated scratch dir per test, and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SANITY = REPO / "sanity_checks" / "predictable_or_not"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch) -> Path:
+    """An isolated scratch dir; no claude.local.md is picked up from the developer's tree."""
+    path = tmp_path / "scratch"
+    path.mkdir()
+    monkeypatch.setenv("CK_SCRATCH", str(path))
+    monkeypatch.setenv("CK_SETTINGS", str(_empty_settings(tmp_path)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    return path
+
+
+def _empty_settings(tmp_path: Path) -> Path:
+    path = tmp_path / "claude.local.md"
+    if not path.exists():
+        path.write_text("# test settings\n")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run `python -m cruijff_kit ARGS` in a subprocess: what a user's shell would see."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cruijff_kit", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
