@@ -36,12 +36,10 @@ def main(args) -> int:
 
 
 def expand_main(args) -> int:
-    import yaml
-
     from cruijff_kit.errors import ValidationFailed
     from cruijff_kit.experiment.expand import REFUSE_ABOVE, WARN_ABOVE, expand
     from cruijff_kit.experiment.load import check, read_yaml, resolve_design_path
-    from cruijff_kit.files import atomic_write
+    from cruijff_kit.files import atomic_write, yaml_dump
 
     path = resolve_design_path(args.file)
     data = read_yaml(path)
@@ -63,7 +61,7 @@ def expand_main(args) -> int:
     if args.dry_run:
         print(f"{n} runs (dry run: nothing written)")
         return 0
-    atomic_write(path, yaml.safe_dump(expanded, sort_keys=False, allow_unicode=True, width=120))
+    atomic_write(path, yaml_dump(expanded))
     print(f"{path}: {n} runs written")
     return 0
 

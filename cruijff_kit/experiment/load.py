@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from cruijff_kit.files import yaml_load
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
 from cruijff_kit.experiment.model import (
     BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
@@ -45,7 +46,7 @@ def read_yaml(path: Path) -> dict:
     except IsADirectoryError:
         raise UserError("is a directory", where=str(path), hint=f"pass the {SUMMARY_FILE} inside it") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
