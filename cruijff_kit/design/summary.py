@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from cruijff_kit.design.estimate import SAFETY, estimate_experiment, totals
+from cruijff_kit.estimation import SAFETY, estimate_experiment, totals
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.render import render
 from cruijff_kit.settings import Settings

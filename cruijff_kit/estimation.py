@@ -1,4 +1,4 @@
-"""Compute estimates before spending: training/eval time, checkpoint disk, GPU-hours, cost, --time.
+"""Compute estimates before spending (ground floor: design summary, scaffold and `estimate` all use it):
 
 Without prior runs the throughput comes from conservative defaults by model size (marked
 preliminary). With prior runs (compute records written by `run`), see `prior_throughput`.
