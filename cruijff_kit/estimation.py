@@ -1,7 +1,10 @@
 """Compute estimates before spending (ground floor: design summary, scaffold and `estimate` all use it):
 
 Without prior runs the throughput comes from conservative defaults by model size (marked
-preliminary). With prior runs (compute records written by `run`), see `prior_throughput`.
+preliminary). With prior runs (compute records written by `run`), the most similar one (same model, then
+nearest sequence length and batch size) gives throughput and per-epoch overhead:
+    train time = tokens / measured tokens/s + overhead per epoch x (epochs + 1), x calibration
+where calibration is the median actual/predicted ratio of earlier `estimate --check` results.
 """
 from __future__ import annotations
 
@@ -63,7 +66,102 @@ def default_throughput(size_gb: float, device: str) -> float:
     return next(tps for limit, tps in DEFAULT_TOKENS_PER_S if size_gb <= limit)
 
 
-def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: float | None = None) -> RunEstimate:
+@dataclass
+class PriorRun:
+    """What a finished run measured (its compute record), reduced to what estimates need."""
+
+    path: str
+    model: str
+    batch_size: int
+    max_seq_len: int
+    epochs: int
+    tokens: int
+    tokens_per_s: float
+    train_s: float
+    eval_s_per_cell: float = 0.0
+    peak_memory_gb: float = 0.0
+
+    @property
+    def overhead_per_epoch(self) -> float:
+        """Seconds not explained by token throughput (start-up, validation, checkpoint saves)."""
+        return max(0.0, self.train_s - self.tokens / self.tokens_per_s) / (self.epochs + 1)
+
+
+def _num(record: dict, *keys, default=0.0) -> float:
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return default
+
+
+def read_prior(record_path: Path, facts: dict | None = None) -> PriorRun | None:
+    """A compute record (run dir compute.json, merged with the recipe's training_summary.json)."""
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("kind", "train") != "train" or record.get("exit_code", 0) not in (0, None):
+        return None
+    summary = record.get("training_summary") if isinstance(record.get("training_summary"), dict) else {}
+    merged = {**(facts or {}), **summary, **{k: v for k, v in record.items() if not isinstance(v, dict)}}
+    tps = _num(merged, "tokens_per_s", "tokens_per_second", "tokens_per_sec")
+    tokens = _num(merged, "tokens", "total_tokens", "tokens_seen", "num_tokens")
+    train_s = _num(merged, "wall_s", "wall_time_s", "elapsed_s", "train_s")
+    if tps <= 0 or tokens <= 0 or train_s <= 0:
+        return None
+    return PriorRun(str(record_path), str(merged.get("model") or merged.get("model_name") or ""),
+                    int(_num(merged, "batch_size", default=1)), int(_num(merged, "max_seq_len", default=0)),
+                    int(_num(merged, "epochs", default=1)), int(tokens), tps, train_s,
+                    _num(merged, "eval_s_per_cell"), _num(merged, "peak_memory_gb", "gpu_peak_memory_gb"))
+
+
+def _run_facts(record_path: Path, cache: dict) -> dict:
+    """model / batch_size / max_seq_len / epochs of the run a record belongs to, from its experiment's design."""
+    from cruijff_kit.experiment.load import load_experiment  # ground floor; imported lazily for speed
+
+    exp_dir = record_path.parent.parent
+    if exp_dir not in cache:
+        try:
+            cache[exp_dir] = load_experiment(exp_dir / "experiment_summary.yaml")
+        except Exception:  # an unreadable old experiment is simply not a usable prior
+            cache[exp_dir] = None
+    exp = cache[exp_dir]
+    try:
+        run = exp.run(record_path.parent.name) if exp else None
+    except KeyError:
+        run = None
+    if run is None:
+        return {}
+    return {"model": run.model, "batch_size": run.controls.batch_size, "max_seq_len": run.controls.max_seq_len,
+            "epochs": run.controls.epochs}
+
+
+def find_priors(*roots: Path) -> list[PriorRun]:
+    """Every usable compute record under the given scratch dirs (experiments and sanity checks)."""
+    priors, cache = [], {}
+    for root in roots:
+        for pattern in ("ck-experiments/*/*/compute.json", "ck-sanity-checks/*/*/compute.json", "*/*/compute.json"):
+            for path in sorted(Path(root).glob(pattern)):
+                if any(p.path == str(path) for p in priors):
+                    continue
+                prior = read_prior(path, _run_facts(path, cache))
+                if prior:
+                    priors.append(prior)
+    return priors
+
+
+def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_len: int) -> PriorRun | None:
+    """Same model first, then the nearest sequence length and batch size."""
+    same = [p for p in priors if p.model == model]
+    if not same:
+        return None
+    return min(same, key=lambda p: (abs(math.log2(max(p.max_seq_len, 1) / max(max_seq_len, 1))),
+                                    abs(math.log2(max(p.batch_size, 1) / max(batch_size, 1)))))
+
+
+def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun | None = None,
+                 calibration: float = 1.0) -> RunEstimate:
     c = run.controls
     try:
         size = exp.model(run.model).size_gb
@@ -78,23 +176,33 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: float | N
         steps = min(steps, c.max_steps_per_epoch)
         n = min(n, steps * c.batch_size)
     tokens = per_example * n * c.epochs if run.trains else 0
-    tps = prior or default_throughput(size, c.device)
-    train_s = (tokens / tps + STARTUP_S * (1 + c.epochs)) if run.trains else 0.0
+    if prior:
+        tps = prior.tokens_per_s
+        train_s = (tokens / tps + prior.overhead_per_epoch * (1 + c.epochs)) * calibration if run.trains else 0.0
+    else:
+        tps = default_throughput(size, c.device)
+        train_s = (tokens / tps + STARTUP_S * (1 + c.epochs)) if run.trains else 0.0
     cells = [cell for cell in exp.cells() if cell.run == run.name]
     samples = exp.evaluation.limit or 100
-    eval_s = len(cells) * (STARTUP_S + samples * EVAL_S_PER_SAMPLE)
+    per_cell = prior.eval_s_per_cell if prior and prior.eval_s_per_cell else STARTUP_S + samples * EVAL_S_PER_SAMPLE
+    eval_s = len(cells) * per_cell
     gpus = int(run.slurm_overrides.get("gpus", settings.slurm_gpus)) if c.device != "cpu" else 0
     gpu_hours = (train_s + eval_s) / 3600 * gpus
     disk = size * (0.01 if c.save_adapter_weights_only else 1.0) * c.epochs if run.trains else 0.0
-    return RunEstimate(run.name, n, tokens, tps, round(train_s, 1), round(eval_s, 1), round(disk, 3), gpus,
-                       round(gpu_hours, 4), round(gpu_hours * settings.gpu_hourly_cost, 2),
+    return RunEstimate(run.name, n, tokens, round(tps, 1), round(train_s, 1), round(eval_s, 1), round(disk, 3),
+                       gpus, round(gpu_hours, 4), round(gpu_hours * settings.gpu_hourly_cost, 2),
                        slurm_time(train_s) if run.trains else slurm_time(eval_s),
-                       "prior runs" if prior else "defaults by model size", prior is None)
+                       f"prior run {Path(prior.path).parent.name}" if prior else "defaults by model size",
+                       prior is None)
 
 
-def estimate_experiment(exp: Experiment, settings: Settings, priors: dict[str, float] | None = None) -> list[RunEstimate]:
-    priors = priors or {}
-    return [estimate_run(exp, run, settings, priors.get(run.name)) for run in exp.runs]
+def estimate_experiment(exp: Experiment, settings: Settings, priors: list[PriorRun] | None = None,
+                        calibration: float = 1.0) -> list[RunEstimate]:
+    out = []
+    for run in exp.runs:
+        prior = most_similar(priors or [], run.model, run.controls.batch_size, run.controls.max_seq_len)
+        out.append(estimate_run(exp, run, settings, prior, calibration))
+    return out
 
 
 def totals(estimates: list[RunEstimate]) -> dict:
