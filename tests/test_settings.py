@@ -71,7 +71,7 @@ def test_config_show_names_sources(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CK_SCRATCH", raising=False)
     assert cli_main(["config", "show"]) == 0
     out = capsys.readouterr().out
-    assert f"scratch_dir" in out and f"[{path}:1]" in out and "slurm_account" in out and f"[{path}:2]" in out
+    assert "scratch_dir" in out and f"[{path}:1]" in out and "slurm_account" in out and f"[{path}:2]" in out
     assert "/tmp/scr/ck-experiments" in out
 
 

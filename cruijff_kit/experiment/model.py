@@ -50,7 +50,7 @@ class Controls:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def build(cls, raw: dict) -> "Controls":
+    def build(cls, raw: dict) -> Controls:
         values = {}
         for f in fields(cls):
             if f.name not in raw:
@@ -66,7 +66,7 @@ class Controls:
             built = replace(built, lora_alpha=2 * built.lora_rank)
         return built
 
-    def with_overrides(self, overrides: dict) -> "Controls":
+    def with_overrides(self, overrides: dict) -> Controls:
         merged = {**asdict(self), **overrides}
         if "lora_rank" in overrides and "lora_alpha" not in overrides:
             merged["lora_alpha"] = 0  # re-derive 2 x rank for the new rank
