@@ -25,7 +25,7 @@ def job_environment(settings: Settings, exp_dir: Path) -> dict:
             "HF_DATASETS_CACHE": str(cache / "hf" / "datasets"),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
-            "TIKTOKEN_CACHE_DIR": str(cache / "tiktoken"),
+            "TIKTOKEN_CACHE_DIR": "",  # tiktoken caches by path; torchtune reads local files anyway
             "INSPECT_DATA_DIR": str(cache / "inspect"),
             "XDG_CACHE_HOME": str(cache / "xdg"),
             "MPLCONFIGDIR": str(cache / "matplotlib"),

@@ -1,0 +1,456 @@
+"""A tiny, randomly initialised Llama-3.2-architecture model, built locally (no model hub).
+
+``make_tiny(out_dir)`` writes a complete Hugging Face model directory that both transformers
+(``AutoModelForCausalLM`` / ``AutoTokenizer``) and torchtune 0.6.1 (``llama3_tokenizer`` on
+``original/tokenizer.model`` + ``lora_llama3_2`` loaded through ``FullModelHFCheckpointer`` with
+``model_type="LLAMA3_2"``) can load, with identical token ids and logits in both.
+
+Design notes
+------------
+* vocab_size is 128256 because torchtune's llama3 tokenizer hard-codes the special ids
+  128000..128255.  The base (BPE) vocab is therefore exactly 128000 entries: a small byte-level BPE
+  trained here on a fixed synthetic corpus, padded with byte strings starting with 0xF8 (a byte that
+  never occurs in UTF-8, so those tokens can never be produced from text).
+* The HF ``tokenizer.json`` gets, besides the trained merges, every split of every token into two
+  vocab tokens (ordered by the rank of the merged token) and ``ignore_merges=True``; that makes the
+  HF BPE produce exactly what tiktoken's rank-based BPE produces.
+* The tokenizer does not depend on ``seed`` (only the weights do): tiktoken caches files by path,
+  so a tokenizer that changed under the same path would be served stale from that cache
+  (``TIKTOKEN_CACHE_DIR=""`` turns that cache off; torchtune only ever reads local files).
+* Embeddings are initialised with std 0.25 (not HF's 0.02): with frozen, tied, tiny-norm embeddings
+  LoRA cannot move the loss.
+
+Heavy libraries (torch, tokenizers, safetensors) are imported inside functions only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+# Bump whenever the bytes this module writes change: existing directories are then rebuilt.
+FORMAT_VERSION = 1
+MARKER = ".cruijff_tiny.json"
+
+VOCAB_SIZE = 128_256
+BASE_VOCAB_SIZE = 128_000
+HIDDEN = 64
+LAYERS = 2
+HEADS = 4
+KV_HEADS = 2
+HEAD_DIM = HIDDEN // HEADS
+INTERMEDIATE = 128
+MAX_SEQ_LEN = 2048  # torchtune max_seq_len, tokenizer model_max_length
+HF_MAX_POSITIONS = 131_072  # as Llama 3.2; must exceed rope original_max_position_embeddings (8192)
+ROPE_THETA = 500_000
+ROPE_SCALE_FACTOR = 32
+NORM_EPS = 1e-5
+EMBED_STD = 0.25
+LINEAR_STD = 0.02
+
+BOS_ID = 128000
+END_OF_TEXT_ID = 128001
+PAD_ID = 128004
+EOM_ID = 128008
+EOT_ID = 128009
+
+# torchtune component + architecture args (LoRA args are added by the scaffolder).
+TINY_COMPONENT: dict = {
+    "_component_": "torchtune.models.llama3_2.lora_llama3_2",
+    "vocab_size": VOCAB_SIZE,
+    "num_layers": LAYERS,
+    "num_heads": HEADS,
+    "num_kv_heads": KV_HEADS,
+    "embed_dim": HIDDEN,
+    "max_seq_len": MAX_SEQ_LEN,
+    "intermediate_dim": INTERMEDIATE,
+    "attn_dropout": 0.0,
+    "norm_eps": NORM_EPS,
+    "rope_base": ROPE_THETA,
+    "scale_factor": ROPE_SCALE_FACTOR,
+    "tie_word_embeddings": True,
+}
+# What the checkpointer / tokenizer entries of a torchtune config need.
+TINY_CHECKPOINT_FILES = ["model.safetensors"]
+TINY_MODEL_TYPE = "LLAMA3_2"
+TINY_TOKENIZER_COMPONENT = "torchtune.models.llama3.llama3_tokenizer"
+TINY_TOKENIZER_PATH = "original/tokenizer.model"  # relative to the model dir
+
+# Same split regex as torchtune's llama3 tokenizer (CL100K_PATTERN) and Meta's Llama 3 tokenizer.json.
+PAT_STR = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] | trim + '<|end_header_id|>\\n\\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{%- endif %}"
+)
+
+FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    TINY_TOKENIZER_PATH,
+)
+
+
+# --------------------------------------------------------------------------- special tokens
+def special_tokens() -> dict[str, int]:
+    """The 256 special tokens, id -> name as torchtune 0.6.1's llama3 tokenizer names them.
+
+    torchtune leaves id 128011 unnamed (its ``<|image|>`` is 128256, outside the vocab); we give it
+    a reserved name torchtune never uses.
+    """
+    named = {
+        "<|begin_of_text|>": 128000,
+        "<|end_of_text|>": 128001,
+        "<|reserved_special_token_0|>": 128002,
+        "<|reserved_special_token_1|>": 128003,
+        "<|finetune_right_pad_id|>": 128004,
+        "<|step_id|>": 128005,
+        "<|start_header_id|>": 128006,
+        "<|end_header_id|>": 128007,
+        "<|eom_id|>": 128008,
+        "<|eot_id|>": 128009,
+        "<|python_tag|>": 128010,
+        "<|reserved_special_token_245|>": 128011,
+        "<|video|>": 128012,
+    }
+    for i in range(VOCAB_SIZE - 128013):
+        named[f"<|reserved_special_token_{2 + i}|>"] = 128013 + i
+    assert sorted(named.values()) == list(range(BASE_VOCAB_SIZE, VOCAB_SIZE))
+    return named
+
+
+# --------------------------------------------------------------------------- corpus
+_WORDS = """
+the be to of and a in that have I it for not on with he as you do at this but his by from they we
+say her she or an will my one all would there their what so up out if about who get which go me
+when make can like time no just him know take people into year your good some could them see other
+than then now look only come its over think also back after use two how our work first well way
+even new want because any these give day most us is are was were been has had did said answer
+question number numbers next sequence continue count list value sum total result correct wrong
+true false yes no zero one two three four five six seven eight nine ten hundred thousand first
+second third last before after between more less equal greater smaller add plus minus times
+please output only single word name reply respond following given input example task model
+assistant user system helpful you are a an follow instructions short long text sentence word
+letter letters capital city country color red green blue yellow black white cat dog bird fish
+tree house car book water food happy sad big small hot cold fast slow left right up down
+here where why how what which who whom whose when while until since because although though
+Paris France London Berlin Rome Madrid Tokyo Alice Bob Carol Dave Monday Friday January
+predict predictable random pattern rule even odd prime digit digits integer comma separated
+""".split()
+
+_PUNCT = [".", ",", "?", "!", ":", ";", "-", "'", '"', "(", ")", "/", "=", "+", "*", "#", "[", "]"]
+
+
+def _corpus() -> list[str]:
+    """A fixed synthetic corpus (independent of the weight seed)."""
+    rng = random.Random(20240607)
+    words = _WORDS
+    docs: list[str] = []
+    # All 1-3 digit numbers, many times, in the formats the sanity checks use.
+    for start in range(0, 1000):
+        seq = [str((start + k) % 1000) for k in range(6)]
+        docs.append(",".join(seq))
+        docs.append(", ".join(seq))
+        docs.append(" ".join(seq))
+        docs.append(f"The answer is {seq[-1]}.")
+    for _ in range(4000):
+        n = rng.randint(0, 10 ** rng.randint(1, 7))
+        docs.append(f"{rng.choice(words)} {n}{rng.choice(_PUNCT)}")
+    # Sentences of common words, capitalised and not, with punctuation and newlines.
+    for _ in range(6000):
+        k = rng.randint(3, 12)
+        sent = " ".join(rng.choice(words) for _ in range(k))
+        if rng.random() < 0.5:
+            sent = sent[:1].upper() + sent[1:]
+        sent += rng.choice([".", ".", "?", "!", ":", ","])
+        if rng.random() < 0.3:
+            sent += rng.choice(["\n", "\n\n", " "]) + rng.choice(words).capitalize()
+        docs.append(sent)
+    for w in words:
+        docs.extend([w, " " + w, w.capitalize(), " " + w.capitalize(), w.upper()])
+    for p in _PUNCT:
+        docs.extend([p, " " + p, p + "\n", p + "\n\n"])
+    docs.extend(["system", "user", "assistant", "\n\n", "\n", "  ", "    "] * 50)
+    return docs
+
+
+# --------------------------------------------------------------------------- tokenizer
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 byte-level alphabet: every byte maps to one printable unicode character."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    mapping = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+@lru_cache(maxsize=1)
+def _tokenizer_artifacts() -> tuple[bytes, str]:
+    """(original/tokenizer.model bytes, tokenizer.json text). Deterministic and seed-independent."""
+    import base64
+
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    def pre_tokenizer():
+        return pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(PAT_STR), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ])
+
+    trainer_tok = Tokenizer(models.BPE())
+    trainer_tok.pre_tokenizer = pre_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=4096, min_frequency=2, show_progress=False, special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    trainer_tok.train_from_iterator(_corpus(), trainer=trainer)
+
+    b2u = _bytes_to_unicode()
+    u2b = {u: b for b, u in b2u.items()}
+    trained = sorted(trainer_tok.get_vocab().items(), key=lambda kv: kv[1])
+    ranks: list[bytes] = [bytes(u2b[ch] for ch in tok) for tok, _ in trained]
+    assert [i for _, i in trained] == list(range(len(trained)))
+    # Pad with tokens that text can never produce: 0xF8 never occurs in UTF-8.
+    for i in range(BASE_VOCAB_SIZE - len(ranks)):
+        ranks.append(b"\xf8" + f"{i:06d}".encode("ascii"))
+    rank_of = {tok: r for r, tok in enumerate(ranks)}
+    assert len(rank_of) == BASE_VOCAB_SIZE, "duplicate tokens in the base vocab"
+
+    # tiktoken BPE file: base64(token) + " " + rank, one a line.
+    tiktoken_model = "".join(
+        f"{base64.b64encode(tok).decode('ascii')} {r}\n" for r, tok in enumerate(ranks)
+    ).encode("ascii")
+
+    # HF BPE equivalent to tiktoken's: every 2-way split of every token into vocab tokens is a merge,
+    # ordered by the merged token's rank (then by the parts' ranks).
+    merges = []
+    for r, tok in enumerate(ranks):
+        if tok[0] == 0xF8 and len(tok) > 1:
+            continue
+        for cut in range(1, len(tok)):
+            left, right = tok[:cut], tok[cut:]
+            if left in rank_of and right in rank_of:
+                merges.append((r, rank_of[left], rank_of[right]))
+    merges.sort()
+
+    def uni(tok: bytes) -> str:
+        return "".join(b2u[b] for b in tok)
+
+    vocab = {uni(tok): r for r, tok in enumerate(ranks)}
+    hf_merges = [(uni(ranks[a]), uni(ranks[b])) for _, a, b in merges]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=hf_merges, ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizer()
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A",
+        pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+        special_tokens=[("<|begin_of_text|>", BOS_ID)],
+    )
+    specials = sorted(special_tokens().items(), key=lambda kv: kv[1])
+    tok.add_special_tokens([AddedToken(name, special=True, normalized=False) for name, _ in specials])
+    for name, i in specials:
+        got = tok.token_to_id(name)
+        assert got == i, f"{name}: id {got}, expected {i}"
+    assert tok.get_vocab_size(with_added_tokens=True) == VOCAB_SIZE
+    return tiktoken_model, tok.to_str(pretty=False)
+
+
+def _tokenizer_config() -> dict:
+    return {
+        "added_tokens_decoder": {
+            str(i): {"content": name, "lstrip": False, "normalized": False, "rstrip": False,
+                     "single_word": False, "special": True}
+            for name, i in sorted(special_tokens().items(), key=lambda kv: kv[1])
+        },
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot_id|>",
+        "pad_token": "<|finetune_right_pad_id|>",
+        "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "model_max_length": MAX_SEQ_LEN,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
+
+
+def _special_tokens_map() -> dict:
+    return {
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot_id|>",
+        "pad_token": "<|finetune_right_pad_id|>",
+    }
+
+
+# --------------------------------------------------------------------------- model
+def hf_config() -> dict:
+    """config.json of the tiny model (LlamaForCausalLM, Llama 3.2 style rope scaling)."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOT_ID,
+        "head_dim": HEAD_DIM,
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN,
+        "initializer_range": LINEAR_STD,
+        "intermediate_size": INTERMEDIATE,
+        "max_position_embeddings": HF_MAX_POSITIONS,
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_attention_heads": HEADS,
+        "num_hidden_layers": LAYERS,
+        "num_key_value_heads": KV_HEADS,
+        "pretraining_tp": 1,
+        "rms_norm_eps": NORM_EPS,
+        "rope_scaling": {
+            "factor": float(ROPE_SCALE_FACTOR),
+            "high_freq_factor": 4.0,
+            "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+        "rope_theta": float(ROPE_THETA),
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "vocab_size": VOCAB_SIZE,
+    }
+
+
+def _generation_config() -> dict:
+    return {
+        "bos_token_id": BOS_ID,
+        "eos_token_id": [END_OF_TEXT_ID, EOM_ID, EOT_ID],
+        "pad_token_id": PAD_ID,
+        "do_sample": False,
+    }
+
+
+def _state_dict(seed: int) -> dict:
+    """Random weights under HF LlamaForCausalLM names (tied: no lm_head.weight)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def normal(shape, std):
+        return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=gen)
+
+    sd = {"model.embed_tokens.weight": normal((VOCAB_SIZE, HIDDEN), EMBED_STD)}
+    for i in range(LAYERS):
+        p = f"model.layers.{i}."
+        sd[p + "self_attn.q_proj.weight"] = normal((HEADS * HEAD_DIM, HIDDEN), LINEAR_STD)
+        sd[p + "self_attn.k_proj.weight"] = normal((KV_HEADS * HEAD_DIM, HIDDEN), LINEAR_STD)
+        sd[p + "self_attn.v_proj.weight"] = normal((KV_HEADS * HEAD_DIM, HIDDEN), LINEAR_STD)
+        sd[p + "self_attn.o_proj.weight"] = normal((HIDDEN, HEADS * HEAD_DIM), LINEAR_STD)
+        sd[p + "mlp.gate_proj.weight"] = normal((INTERMEDIATE, HIDDEN), LINEAR_STD)
+        sd[p + "mlp.up_proj.weight"] = normal((INTERMEDIATE, HIDDEN), LINEAR_STD)
+        sd[p + "mlp.down_proj.weight"] = normal((HIDDEN, INTERMEDIATE), LINEAR_STD)
+        sd[p + "input_layernorm.weight"] = torch.ones(HIDDEN)
+        sd[p + "post_attention_layernorm.weight"] = torch.ones(HIDDEN)
+    sd["model.norm.weight"] = torch.ones(HIDDEN)
+    return sd
+
+
+# --------------------------------------------------------------------------- public API
+def _marker(seed: int) -> dict:
+    return {"format_version": FORMAT_VERSION, "seed": seed, "files": list(FILES)}
+
+
+def is_tiny(out_dir: str | Path, *, seed: int | None = 0) -> bool:
+    """Cheap check (json only): out_dir holds a complete tiny model of this format (and seed)."""
+    out = Path(out_dir)
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    if marker.get("format_version") != FORMAT_VERSION:
+        return False
+    if seed is not None and marker.get("seed") != seed:
+        return False
+    return all((out / f).is_file() for f in FILES)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _build_into(dest: Path, seed: int) -> None:
+    from safetensors.torch import save_file
+
+    tiktoken_model, tokenizer_json = _tokenizer_artifacts()
+    (dest / "original").mkdir(parents=True, exist_ok=True)
+    (dest / TINY_TOKENIZER_PATH).write_bytes(tiktoken_model)
+    (dest / "tokenizer.json").write_text(tokenizer_json)
+    _write_json(dest / "tokenizer_config.json", _tokenizer_config())
+    _write_json(dest / "special_tokens_map.json", _special_tokens_map())
+    _write_json(dest / "config.json", hf_config())
+    _write_json(dest / "generation_config.json", _generation_config())
+    weights = dest / "model.safetensors"
+    save_file(_state_dict(seed), str(weights), metadata={"format": "pt"})
+    # safetensors creates its file 0600; give it the umask-derived mode the json files got.
+    os.chmod(weights, (dest / "config.json").stat().st_mode & 0o777)
+    _write_json(dest / MARKER, _marker(seed))  # last: marks the directory complete
+
+
+def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Path:
+    """Write the tiny model into out_dir and return out_dir.
+
+    Skips the work when out_dir already holds this model (same format version and seed) unless
+    force.  Refuses to overwrite a non-empty directory that is not a tiny-model directory unless
+    force.  The build goes to a sibling temp dir and is renamed into place, so concurrent callers
+    and interrupted builds never leave a half-written model behind.
+    """
+    out = Path(out_dir).expanduser().absolute()
+    if not force and is_tiny(out, seed=seed):
+        return out
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"{out} exists and is not a directory")
+        if not force and any(out.iterdir()) and not (out / MARKER).exists():
+            raise FileExistsError(f"{out} is not empty and holds no tiny model; pass force=True")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.build-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()  # not mkdtemp: that makes the directory 0700 whatever the umask
+    try:
+        _build_into(tmp, seed)
+        if out.exists():
+            if not force and is_tiny(out, seed=seed):  # another process won the race
+                return out
+            shutil.rmtree(out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if is_tiny(out, seed=seed):  # another process renamed its build in first
+                return out
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def write_tiny_if_missing(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """make_tiny(out_dir) unless it is already there; costs one small json read when it is."""
+    return make_tiny(out_dir, seed=seed, force=False)
