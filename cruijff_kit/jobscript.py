@@ -36,8 +36,11 @@ def job_environment(settings: Settings, exp_dir: Path) -> dict:
     }
 
 
-def resources(settings: Settings, overrides: dict, defaults: dict | None = None) -> dict:
-    """SBATCH resources for one job: {time, mem, cpus, gpus, account, partition, constraint}."""
+def resources(settings: Settings, overrides: dict, defaults: dict | None = None, *, device: str = "cuda") -> dict:
+    """SBATCH resources for one job: {time, mem, cpus, gpus, account, partition, constraint}.
+
+    A job that runs on the CPU (`device: cpu`, e.g. the tiny profile) asks for no GPU and no constraint.
+    """
     res = {"time": settings.slurm_time, "mem": settings.slurm_mem or "", "cpus": settings.slurm_cpus,
            "gpus": settings.slurm_gpus, "account": settings.slurm_account,
            "partition": settings.slurm_partition, "constraint": settings.slurm_constraint}
@@ -46,6 +49,8 @@ def resources(settings: Settings, overrides: dict, defaults: dict | None = None)
             res[key] = value
     for key, value in (overrides or {}).items():
         res[key] = value
+    if device == "cpu":
+        res["gpus"] = 0
     if int(res.get("gpus") or 0) == 0:
         res["gpus"] = 0
         res["constraint"] = ""
