@@ -1,0 +1,142 @@
+"""One executor interface for every backend (submitit spirit): the engine never knows which it drives.
+
+    submit(job, after, env=None) -> native id    queue one job; it starts once every id in `after`
+                                                  (native ids of the same executor) has COMPLETED
+    poll(ids) -> {native id: JobStatus}           what each job is doing now (unknown ids are left out)
+    cancel(ids)                                   stop them (queued or running)
+
+States: pending, running, completed, failed, cancelled; `reason` says why a job failed ("exit code 3",
+"timeout", "oom", "node failure", ...). Both executors run the SAME rendered script: `bash SCRIPT`
+(local) or `sbatch SCRIPT` (SLURM); the script writes its exit status to `<script>.exitcode`.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from cruijff_kit.jobs import JobSpec
+from cruijff_kit.run.state import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING  # noqa: F401 (re-export)
+
+TIMEOUT, OOM = "timeout", "oom"  # failure reasons the engine acts on
+# a failed job whose log tail holds one of these ran out of memory
+OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError", "OUT_OF_MEMORY",
+               "oom-kill", "Out Of Memory")
+# environment variables the engine sets for a rerun; anything else is inherited
+OVERRIDE_VARS = ("CK_RESUME", "CK_BATCH_SIZE")
+TAIL_LINES = 20
+
+
+@dataclass
+class JobStatus:
+    state: str
+    exit_code: int | None = None
+    reason: str = ""
+    started: str | None = None
+    ended: str | None = None
+    elapsed_s: float | None = None
+    peak_rss_mb: float | None = None
+    pid: int | None = None
+    native_state: str = ""  # the backend's own word (SLURM: COMPLETED, OUT_OF_MEMORY, ...)
+
+
+class SubmitError(Exception):
+    """The backend refused a job (sbatch: bad partition, account, ...): the job fails with this message."""
+
+
+class Executor(ABC):
+    name = "abstract"
+
+    def __init__(self, exp_dir: str | Path):
+        self.exp_dir = Path(exp_dir).resolve()
+
+    def script_path(self, job: JobSpec) -> Path:
+        return self.exp_dir / job.script
+
+    def exit_code_path(self, job: JobSpec) -> Path:
+        return self.exp_dir / job.exit_code_file
+
+    @abstractmethod
+    def submit(self, job: JobSpec, after: list[str], env: dict | None = None) -> str: ...
+
+    @abstractmethod
+    def poll(self, ids: list[str]) -> dict[str, JobStatus]: ...
+
+    @abstractmethod
+    def cancel(self, ids: list[str]) -> None: ...
+
+    def describe(self, job: JobSpec, after: list[str], env: dict | None = None) -> str:
+        """The command `submit` runs, for --dry-run and the log."""
+        prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+        return f"{prefix + ' ' if prefix else ''}bash {self.script_path(job)}"
+
+    def track(self, native: str, job: JobSpec) -> None:
+        """Tell the executor which job a native id (submitted by an earlier invocation) belongs to."""
+        return None
+
+    def close(self) -> None:
+        """Release what the executor holds (the local executor kills its children)."""
+        return None
+
+
+def job_env(env: dict | None) -> dict:
+    """The submitting environment with the engine's overrides: inherited override vars never leak."""
+    base = {k: v for k, v in os.environ.items() if k not in OVERRIDE_VARS}
+    base.update({k: str(v) for k, v in (env or {}).items()})
+    return base
+
+
+def resolve_log(job: JobSpec, native_id: str, exp_dir: Path) -> str:
+    """The job's stdout/stderr file with %j replaced by its native id."""
+    pattern = job.log or str(exp_dir / Path(job.script).parent / "slurm-%j.out")
+    return pattern.replace("%j", str(native_id))
+
+
+def log_tail(path: str | Path, n: int = TAIL_LINES) -> list[str]:
+    """Last `n` lines of a (possibly large) log file; [] when it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return []
+    lines = data.decode(errors="replace").splitlines()
+    return [ln.rstrip() for ln in deque(lines, maxlen=n)]
+
+
+def looks_oom(lines: list[str]) -> bool:
+    return any(marker in line for line in lines for marker in OOM_MARKERS)
+
+
+def read_exit_code(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def state_for_exit(code: int | None) -> tuple[str, str]:
+    if code == 0:
+        return COMPLETED, ""
+    if code is None:
+        return FAILED, "no exit status"
+    if code in (137, 143) or code < 0:
+        return FAILED, f"killed (exit code {code})"
+    return FAILED, f"exit code {code}"
+
+
+def get_executor(name: str, exp_dir: str | Path, *, max_parallel: int = 1, local_seq: int = 0,
+                 require: bool = True) -> Executor:
+    if name == "local":
+        from cruijff_kit.run.local import LocalExecutor
+
+        return LocalExecutor(exp_dir, max_parallel=max_parallel, seq=local_seq)
+    if name == "slurm":
+        from cruijff_kit.run.slurm import SlurmExecutor
+
+        return SlurmExecutor(exp_dir, require=require)
+    raise ValueError(f"unknown executor {name!r}")

@@ -1,0 +1,114 @@
+"""Show the state of every job of an experiment: from any terminal, while it runs or after.
+
+Reads {exp}/.ck/state.json (written on every transition). When no runner follows the experiment,
+SLURM jobs are polled (squeue/sacct) and what changed is recorded, so the table is always the truth.
+Failed jobs show the last lines of their log.
+
+  cruijff-kit status EXPERIMENT_DIR            table + log tails of failed jobs
+  cruijff-kit status EXPERIMENT_DIR --json     machine-readable
+  cruijff-kit status EXPERIMENT_DIR --watch    refresh every --interval seconds until all are done
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+
+
+def configure(parser) -> None:
+    parser.add_argument("experiment_dir", help="the experiment directory (holds jobs.json)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--watch", action="store_true", help="refresh until every job is done (Ctrl-C stops)")
+    parser.add_argument("--interval", type=float, default=5.0, metavar="S", help="--watch refresh period (default 5)")
+    parser.add_argument("--no-refresh", action="store_true", help="only read the state file; never poll SLURM")
+
+
+def collect(engine, *, refresh: bool = True) -> dict:
+    """Everything status shows, as one JSON-able dict."""
+    from cruijff_kit.run.executor import log_tail
+    from cruijff_kit.run.state import FAILED, RUNNING, STATES, TERMINAL, new_job, runner_alive, seconds_between
+
+    st = engine.refresh() if refresh else engine.store.read()
+    runner = st.get("runner")
+    alive = runner_alive(runner)
+    jobs = []
+    for job_id in engine.order:
+        job = engine.by_id[job_id]
+        js = dict(st["jobs"].get(job_id) or new_job())
+        if js["state"] == FAILED and not js.get("tail") and js.get("log"):
+            js["tail"] = log_tail(js["log"])
+        if js["state"] == RUNNING and js.get("started"):
+            js["elapsed_s"] = seconds_between(js["started"], datetime.now().isoformat(timespec="seconds"))
+        elif js["state"] in TERMINAL:
+            js["elapsed_s"] = js.get("wall_s")
+        orphan = (js.get("executor") == "local" and js["state"] == RUNNING and not alive)
+        jobs.append({"id": job_id, "kind": job.kind, "run": job.run, "task": job.task or None, "epoch": job.epoch,
+                     "after": list(job.after), "script": job.script, **js,
+                     "runner_gone": orphan})
+    counts = Counter(j["state"] for j in jobs)
+    return {"experiment": engine.experiment, "dir": str(engine.exp_dir), "updated": st.get("updated"),
+            "runner": dict(runner, alive=alive) if runner else None,
+            "counts": {s: counts[s] for s in STATES}, "done": all(j["state"] in TERMINAL for j in jobs),
+            "jobs": jobs}
+
+
+def format_text(data: dict) -> str:
+    from cruijff_kit.run.engine import fmt_seconds, fmt_time
+
+    lines = [f"{data['experiment']}  ({data['dir']})"]
+    runner = data.get("runner")
+    if runner:
+        word = "running" if runner["alive"] else "GONE (run the experiment again to continue)"
+        lines.append(f"runner: pid {runner['pid']} ({runner.get('executor')}, since {fmt_time(runner.get('started'))}) "
+                     f"{word}")
+    lines.append(", ".join(f"{n} {s}" for s, n in data["counts"].items() if n) or "no jobs")
+    lines.append("")
+    width = max([len(j["id"]) for j in data["jobs"]] + [3])
+    lines.append(f"{'JOB'.ljust(width)}  {'STATE':<10} {'ID':<10} {'STARTED':<19}  {'TIME':>8}  NOTE")
+    for j in data["jobs"]:
+        note = j.get("reason") or ""
+        if j.get("runner_gone"):
+            note = "its runner is gone; `cruijff-kit run` reruns it"
+        elif j["state"] == "pending" and j.get("native_id"):
+            note = note or "queued"
+        if (j.get("attempts") or 0) > 1:
+            note = f"{note + '; ' if note else ''}attempt {j['attempts']}"
+        lines.append(f"{j['id'].ljust(width)}  {j['state']:<10} {str(j.get('native_id') or '-'):<10} "
+                     f"{fmt_time(j.get('started')):<19}  {fmt_seconds(j.get('elapsed_s')):>8}  {note}".rstrip())
+    for j in data["jobs"]:
+        if j["state"] != "failed":
+            continue
+        lines += ["", f"{j['id']} failed ({j.get('reason') or 'failed'}); log: {j.get('log') or '-'}"]
+        lines += [f"  | {line}" for line in j.get("tail") or ["(no log)"]]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from cruijff_kit.run.engine import Engine
+
+    engine = Engine(args.experiment_dir, command="status")
+    while True:
+        data = collect(engine, refresh=not args.no_refresh)
+        if args.json:
+            print(json.dumps(data, indent=2, default=str))
+        else:
+            if args.watch and sys.stdout.isatty():
+                print("\033[H\033[2J", end="")
+            print(format_text(data))
+        sys.stdout.flush()
+        if not args.watch or data["done"]:
+            return 0
+        try:
+            time.sleep(max(0.2, args.interval))
+        except KeyboardInterrupt:
+            return 0
+        if not args.json:
+            print()
+
+
+if __name__ == "__main__":
+    from cruijff_kit.cli import verb_entry
+
+    verb_entry("status")

@@ -1,0 +1,1 @@
+"""Code that runs inside training / evaluation jobs (imports torch, torchtune, ...)."""

@@ -1,0 +1,364 @@
+"""Run one evaluation cell inside its job: `python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml`.
+
+Reads the cell's eval_config.yaml (rendered by scaffold), makes sure there is a loadable model
+(adapter-only checkpoints are merged into their base model in a temp dir first), loads the @task
+from its script with the cell's task args, swaps in the design's scorers, and evaluates with
+inspect-ai's Hugging Face provider ("hf/local" + model_path). Greedy by default (the provider samples
+unless told otherwise). chat_completion renders the tokenizer's chat template; text_completion
+renders the raw prompt with no chat template and no special tokens beyond the BOS training uses.
+
+Exit status: 0 when the eval log says success, 1 when the eval failed, 2 for a bad config/model.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PREFIX = "[cruijff_kit]"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+# text_completion: BOS + the prompt text as is, no chat markup, exactly what training encodes
+# (`encode(prompt, add_bos=True)`; text_completion training has no system turn, so none here either).
+RAW_TEMPLATE = ("{{ bos_token if bos_token else '' }}"
+                "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['content'] }}"
+                "{% endif %}{% endfor %}")
+DTYPES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16", "auto": "auto"}
+
+
+class CellError(Exception):
+    """A problem with the cell's config or model files: one line, exit 2."""
+
+
+def say(message: str) -> None:
+    print(f"{PREFIX} {message}", flush=True)
+
+
+# -- config ----------------------------------------------------------------------------------------
+REQUIRED = ("task", "task_script", "task_function", "model_path", "log_dir")
+
+
+def load_config(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CellError(f"{path}: eval config not found") from None
+    if not isinstance(config, dict):
+        raise CellError(f"{path}: expected a mapping")
+    missing = [k for k in REQUIRED if not config.get(k)]
+    if missing:
+        raise CellError(f"{path}: missing {', '.join(missing)}; re-run `cruijff-kit scaffold`")
+    config["_path"] = str(path.resolve())
+    return config
+
+
+# -- model files -----------------------------------------------------------------------------------
+def weight_files(model_dir: Path) -> list[Path]:
+    """Full-model weight files of a HF directory (adapter files excluded)."""
+    found = [p for pattern in ("*.safetensors", "*.bin") for p in sorted(model_dir.glob(pattern))]
+    return [p for p in found if not p.name.startswith("adapter_")]
+
+
+def is_full_model(model_dir: Path) -> bool:
+    return (model_dir / "config.json").is_file() and bool(weight_files(model_dir))
+
+
+def is_adapter(model_dir: Path) -> bool:
+    return (model_dir / ADAPTER_CONFIG).is_file() and (model_dir / ADAPTER_WEIGHTS).is_file()
+
+
+def has_tokenizer(model_dir: Path) -> bool:
+    return any((model_dir / name).is_file() for name in TOKENIZER_FILES)
+
+
+def lora_scale(adapter_config: dict) -> float:
+    rank = adapter_config.get("r") or adapter_config.get("lora_rank")
+    alpha = adapter_config.get("lora_alpha", rank)
+    if not rank:
+        raise CellError(f"{ADAPTER_CONFIG} has no rank ('r')")
+    if adapter_config.get("use_rslora"):
+        return float(alpha) / float(rank) ** 0.5
+    return float(alpha) / float(rank)
+
+
+def adapter_deltas(adapter_dir: Path) -> tuple[dict, float]:
+    """{base weight name: (lora_A, lora_B)} from a PEFT-format adapter, and the LoRA scale."""
+    from safetensors.torch import load_file
+
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+    if config.get("use_dora"):
+        raise CellError(f"{adapter_dir}: DoRA adapters cannot be merged here; save the merged model "
+                        "(save_adapter_weights_only: false)")
+    tensors = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+    pairs: dict[str, dict] = {}
+    for key, value in tensors.items():
+        for part in ("lora_A", "lora_B"):
+            marker = f".{part}."
+            if marker in key:
+                module = key.split(marker)[0]
+                if module.startswith("base_model.model."):
+                    module = module[len("base_model.model."):]
+                pairs.setdefault(module + ".weight", {})[part] = value
+    broken = [k for k, v in pairs.items() if set(v) != {"lora_A", "lora_B"}]
+    if broken or not pairs:
+        raise CellError(f"{adapter_dir / ADAPTER_WEIGHTS}: no complete lora_A/lora_B pairs "
+                        f"({', '.join(broken[:3]) or 'no LoRA weights'})")
+    return {k: (v["lora_A"], v["lora_B"]) for k, v in pairs.items()}, lora_scale(config)
+
+
+def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
+    """Write base + adapter (W + scale * B @ A) as a HF model directory in out_dir.
+
+    Weight shards are rewritten with the same names; every other top-level file of the base
+    (config, tokenizer, generation config, shard index) is linked, so the result loads like the base.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if not is_full_model(base_dir):
+        raise CellError(f"base model {base_dir} has no config.json and safetensors weights to merge into")
+    shards = [p for p in weight_files(base_dir) if p.suffix == ".safetensors"]
+    if not shards:
+        raise CellError(f"base model {base_dir} has only .bin weights; merging needs safetensors")
+    deltas, scale = adapter_deltas(adapter_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    applied = set()
+    for shard in shards:
+        tensors = load_file(str(shard))
+        for name, (lora_a, lora_b) in deltas.items():
+            if name in tensors:
+                weight = tensors[name]
+                merged = weight.to(torch.float32) + scale * (lora_b.to(torch.float32) @ lora_a.to(torch.float32))
+                tensors[name] = merged.to(weight.dtype).contiguous()
+                applied.add(name)
+        save_file(tensors, str(out_dir / shard.name), metadata={"format": "pt"})
+    missing = sorted(set(deltas) - applied)
+    if missing:
+        raise CellError(f"adapter {adapter_dir} targets weights the base model lacks: {', '.join(missing[:3])}")
+    for item in base_dir.iterdir():
+        if item.is_file() and item not in shards and not (out_dir / item.name).exists():
+            os.symlink(item.resolve(), out_dir / item.name)
+    return out_dir
+
+
+@contextlib.contextmanager
+def prepared_model(config: dict):
+    """Yield (model_dir, tokenizer_dir) ready for transformers; merged adapters are removed after."""
+    model_dir = Path(config["model_path"])
+    base = Path(config["base_model_path"]) if config.get("base_model_path") else None
+    if not model_dir.is_dir():
+        raise CellError(f"checkpoint not found: {model_dir}; did the training job finish?")
+    if is_full_model(model_dir):
+        tokenizer_dir = model_dir if has_tokenizer(model_dir) else (base or model_dir)
+        yield model_dir, tokenizer_dir
+        return
+    if not is_adapter(model_dir):
+        raise CellError(f"{model_dir} holds neither a model (config.json + weights) nor an adapter "
+                        f"({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS})")
+    if base is None:
+        raise CellError(f"{model_dir} holds only an adapter and eval_config.yaml names no base_model_path")
+    tmp_root = config.get("merge_dir") or None
+    if tmp_root:
+        Path(tmp_root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ck-merged-", dir=tmp_root))
+    try:
+        started = time.monotonic()
+        say(f"merging adapter {model_dir} into base {base}")
+        merged = merge_adapter(base, model_dir, tmp / "model")
+        say(f"merged in {time.monotonic() - started:.1f}s -> {merged}")
+        yield merged, (merged if has_tokenizer(merged) else base)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def has_chat_template(tokenizer_dir: Path) -> bool:
+    if (tokenizer_dir / "chat_template.jinja").is_file() or (tokenizer_dir / "chat_template.json").is_file():
+        return True
+    try:
+        return bool(json.loads((tokenizer_dir / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
+def model_args(config: dict, model_dir: Path, tokenizer_dir: Path) -> dict:
+    """model_args for inspect's hf provider."""
+    args = {
+        "model_path": str(model_dir),
+        "tokenizer_path": str(tokenizer_dir),
+        "device": config.get("device") or "cpu",
+        "do_sample": bool(config.get("generation", {}).get("do_sample", False)),
+        # chat templates carry their own BOS; the tokenizer must not add a second one
+        "tokenizer_call_args": {"add_special_tokens": False},
+        "dtype": DTYPES.get(str(config.get("dtype") or "auto"), "auto"),
+    }
+    if config.get("dataset_type", "chat_completion") == "text_completion":
+        args["chat_template"] = RAW_TEMPLATE
+    elif not has_chat_template(tokenizer_dir):
+        raise CellError(f"tokenizer in {tokenizer_dir} has no chat template but dataset_type is "
+                        "chat_completion; use a model with a chat template or dataset_type: text_completion")
+    return args
+
+
+def generate_args(config: dict) -> dict:
+    """GenerateConfig fields: max_tokens, seed, and temperature only when sampling."""
+    gen = config.get("generation") or {}
+    out = {}
+    if gen.get("max_tokens") is not None:
+        out["max_tokens"] = int(gen["max_tokens"])
+    if gen.get("seed") is not None:
+        out["seed"] = int(gen["seed"])
+    if gen.get("do_sample") and gen.get("temperature") is not None:
+        out["temperature"] = float(gen["temperature"])
+    return out
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CellError(f"device {device} requested but no GPU is visible to this job; "
+                        "request a GPU (slurm_overrides.gpus) or set device: cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise CellError("device mps requested but MPS is not available; set device: cpu")
+
+
+# -- task ------------------------------------------------------------------------------------------
+def load_task_function(script: str | Path, function: str):
+    script = Path(script)
+    if not script.is_file():
+        raise CellError(f"task script not found: {script}")
+    sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location(f"ck_task_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = getattr(module, function, None)
+    if fn is None:
+        raise CellError(f"{script}: no function '{function}'")
+    return fn
+
+
+def build_task(config: dict):
+    """The cell's Task: the script's @task called with the args it accepts, design scorers, name."""
+    import inspect as pyinspect
+
+    from inspect_ai import task_with
+
+    from cruijff_kit.tools.inspect.scorers import build_scorers
+
+    fn = load_task_function(config["task_script"], config["task_function"])
+    wanted = dict(config.get("task_args") or {})
+    params = pyinspect.signature(fn).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    given = {k: v for k, v in wanted.items() if takes_any or k in params}
+    skipped = sorted(set(wanted) - set(given))
+    if skipped:
+        say(f"warning: {config['task_function']}() takes no {', '.join(skipped)}; not passed "
+            "(the task must then present prompts exactly as in training itself)")
+    task = fn(**given)
+    if config.get("scorers"):
+        task = task_with(task, scorer=build_scorers(config["scorers"]))
+    label = config.get("vis_label")
+    name = f"{config['task']}_{label}" if label else config["task"]
+    return task_with(task, name=name), given
+
+
+def sample_count(task, limit, epochs: int = 1) -> int:
+    try:
+        n = len(task.dataset)
+    except TypeError:
+        return 0
+    if limit:
+        n = min(n, int(limit))
+    return n * max(1, epochs)
+
+
+# -- progress --------------------------------------------------------------------------------------
+PROGRESS = {"active": False, "done": 0, "total": 0, "label": "", "every": 1, "started": 0.0}
+
+
+def _register_progress_hook() -> None:
+    if PROGRESS.get("registered"):
+        return
+    PROGRESS["registered"] = True
+    from inspect_ai.hooks import Hooks, SampleEnd, hooks
+
+    @hooks(name="cruijff_kit_progress", description="cruijff_kit: samples done / total in the job log")
+    class Progress(Hooks):
+        def enabled(self) -> bool:
+            return PROGRESS["active"]
+
+        async def on_sample_end(self, data: SampleEnd) -> None:
+            PROGRESS["done"] += 1
+            done, total = PROGRESS["done"], PROGRESS["total"]
+            if done == total or done % PROGRESS["every"] == 0:
+                rate = done / max(time.monotonic() - PROGRESS["started"], 1e-9)
+                say(f"eval {PROGRESS['label']}: {done}/{total or '?'} samples ({rate:.1f}/s)")
+
+
+# -- main ------------------------------------------------------------------------------------------
+def run(config: dict) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.monotonic()
+    from inspect_ai import eval as inspect_eval
+
+    device = str(config.get("device") or "cpu")
+    check_device(device)
+    task, given = build_task(config)
+    log_dir = Path(config["log_dir"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    limit = config.get("limit")
+    total = sample_count(task, limit)
+    label = config.get("cell") or config["task"]
+    PROGRESS.update(active=True, done=0, total=total, label=label, every=max(1, total // 10),
+                    started=time.monotonic())
+    _register_progress_hook()
+    with prepared_model(config) as (model_dir, tokenizer_dir):
+        margs = model_args(config, model_dir, tokenizer_dir)
+        say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
+            f"{config.get('dataset_type', 'chat_completion')}, "
+            f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
+        metadata = {k: config.get(k) for k in ("experiment", "run", "task", "epoch", "cell", "vis_label",
+                                                "run_type", "dataset_type")}
+        metadata.update(model_path=str(config["model_path"]), task_args=given)
+        logs = inspect_eval(task, model="hf/local", model_args=margs, log_dir=str(log_dir), limit=limit,
+                            display="none", log_level="warning", metadata=metadata, **generate_args(config))
+    PROGRESS["active"] = False
+    log = logs[0]
+    elapsed = time.monotonic() - started
+    if log.status != "success":
+        message = log.error.message if log.error else log.status
+        say(f"eval {label} FAILED ({log.status}): {message}")
+        return 1
+    for score in (log.results.scores if log.results else []):
+        metrics = ", ".join(f"{k}={m.value:.4g}" for k, m in score.metrics.items())
+        say(f"eval {label}: {score.name}: {metrics}")
+    say(f"eval {label}: done in {elapsed:.1f}s; log {log.location}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml", file=sys.stderr)
+        return 2
+    try:
+        return run(load_config(argv[0]))
+    except CellError as exc:
+        print(f"{PREFIX} error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,466 @@
+"""Build DPO preference pairs by sampling from a checkpoint (runs inside a job, or in-process).
+
+For every record of one split of an input/output JSON file (``{"train": [{"input", "output"}], ...}``)
+this samples ``k`` completions from the checkpoint (transformers ``generate`` with sampling, seeded per
+prompt so a result does not depend on ``limit`` or order), presents the prompt exactly as evaluation
+does (the tokenizer's chat template for ``chat_completion``; BOS + raw text for ``text_completion``),
+judges each completion against the record's ``output`` with a rule-based scorer, and pairs a correct
+completion (chosen) with an incorrect one (rejected).
+
+Scorers: inspect-ai's own ``match`` / ``includes`` / ``exact`` / ``f1`` / ``pattern`` and cruijff_kit's
+``numeric`` (the very scorer objects evaluation uses, so "correct" means the same thing here and in the
+eval logs), or ``python:module:function`` / ``python:path/to/file.py:function`` -- a function
+``(completion: str, target: str) -> float | bool``. A completion is correct when its score is at least
+``threshold`` (default 0.5; binary scorers give 0 or 1).
+
+Pairs per prompt: chosen = the best-scoring correct completion, rejected = the worst-scoring incorrect
+one (``pairs_per_prompt`` > 1 pairs further distinct texts). When no completion is correct and
+``use_reference`` is set, the record's reference ``output`` is the chosen response. Prompts without a pair
+are skipped with a reason: ``all_correct``, ``none_correct`` or ``duplicate`` (the pair would repeat
+one already written, or chosen and rejected are the same text).
+
+Output (written atomically)::
+
+    {"<split>": [{"prompt": <record input>, "chosen": str, "rejected": str, "target": <record output>,
+                  "chosen_score": float, "rejected_score": float,
+                  "chosen_source": "sample" | "reference", "index": <record index>}, ...]}
+
+Other splits already in the output file are kept, so ``train`` and ``validation`` pairs can go into one
+file by two calls. ``prompt`` is the record's raw input: the DPO config applies the same ``prompt`` template
+and ``system_prompt`` (``cruijff_kit.tools.torchtune.preference.preference_dataset``). Next to it,
+``<out>.report.json`` holds the counts (prompts, pairs, skipped by reason, candidate accuracy), the
+settings and the time taken, with per-split counts under ``splits``.
+
+Usage in a job: ``cruijff-kit prefs generate ...`` (the CLI verb), or
+``python -m cruijff_kit.tools.prefs.generate CONFIG.json`` with the keys of ``DEFAULTS`` (plus
+``checkpoint``, ``dataset``, ``out``). Heavy imports (torch, transformers, inspect_ai) happen inside
+``run`` only, so ``check`` is cheap.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+PREFIX = "[cruijff_kit]"
+SKIP_REASONS = ("all_correct", "none_correct", "duplicate")
+DATASET_TYPES = ("auto", "chat_completion", "text_completion")
+REPORT_SUFFIX = ".report.json"
+DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
+          "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+DEFAULTS: dict[str, Any] = {
+    "split": "train",
+    "k": 4,
+    "scorer": {"name": "match", "params": {}},  # or "python:module:function"
+    "threshold": 0.5,
+    "max_tokens": 64,
+    "temperature": 0.8,
+    "top_p": 1.0,
+    "seed": 0,
+    "prompt": "{input}",
+    "system_prompt": "",
+    "dataset_type": "auto",
+    "limit": None,
+    "device": "cpu",
+    "dtype": "auto",
+    "use_reference": False,
+    "pairs_per_prompt": 1,
+    "base_model": None,  # for adapter-only checkpoints: the model the adapter belongs to
+}
+REQUIRED = ("checkpoint", "dataset", "out")
+
+
+class PrefsError(Exception):
+    """A problem with the inputs: ``key`` names the argument, ``hint`` the fix (one line, exit 2)."""
+
+    def __init__(self, key: str, message: str, hint: str = ""):
+        super().__init__(message)
+        self.key, self.message, self.hint = key, message, hint
+
+    def line(self) -> str:
+        return f"{self.key}: {self.message}" + (f"; {self.hint}" if self.hint else "")
+
+
+def say(message: str) -> None:
+    print(f"{PREFIX} {message}", flush=True)
+
+
+def report_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + REPORT_SUFFIX)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- checks (cheap: no torch / transformers / inspect) ----------------------------------------------
+def parse_python_scorer(spec: str) -> tuple[str, str]:
+    """``python:module:function`` or ``python:path/file.py:function`` -> (module or path, function)."""
+    body = spec[len("python:"):]
+    target, sep, function = body.rpartition(":")
+    if not sep or not target or not function.isidentifier():
+        raise PrefsError("scorer", f"{spec!r} is not python:module:function",
+                         "write e.g. python:my_scorers:score or python:scorers.py:score")
+    return target, function
+
+
+def _python_scorer_problem(spec: str) -> str | None:
+    try:
+        target, _ = parse_python_scorer(spec)
+    except PrefsError as exc:
+        return exc.message
+    if target.endswith(".py"):
+        return None if Path(target).is_file() else f"scorer file {target} not found"
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        found = None
+    return None if found else f"module {target!r} cannot be imported (not on sys.path / the current directory)"
+
+
+def check(config: dict) -> list[PrefsError]:
+    """Every problem with a config that can be seen without loading the model (files, numbers, scorer)."""
+    cfg = {**DEFAULTS, **config}
+    problems: list[PrefsError] = []
+    for key in REQUIRED:
+        if not cfg.get(key):
+            problems.append(PrefsError(key, "is required"))
+    ckpt = Path(str(cfg.get("checkpoint") or ""))
+    if cfg.get("checkpoint"):
+        from cruijff_kit.tools.inspect.run_cell import is_adapter, is_full_model
+
+        if not ckpt.is_dir():
+            problems.append(PrefsError("checkpoint", f"{ckpt} not found",
+                                       "point --checkpoint at a model directory such as an epoch_N/ dir"))
+        elif not is_full_model(ckpt):
+            if not is_adapter(ckpt):
+                problems.append(PrefsError("checkpoint", f"{ckpt} holds neither a model (config.json + "
+                                           "weights) nor an adapter (adapter_config.json + adapter_model.safetensors)",
+                                           "point --checkpoint at a model directory"))
+            elif not cfg.get("base_model"):
+                problems.append(PrefsError("checkpoint", f"{ckpt} holds only a LoRA adapter",
+                                           "give --base-model DIR (the model the adapter was trained on)"))
+    if cfg.get("base_model") and not Path(str(cfg["base_model"])).is_dir():
+        problems.append(PrefsError("base_model", f"{cfg['base_model']} not found", "point it at a model dir"))
+    for key, low in (("k", 2), ("max_tokens", 1), ("pairs_per_prompt", 1)):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            problems.append(PrefsError(key, f"{value!r} is not a whole number >= {low}", f"give {key} >= {low}"))
+    if cfg.get("limit") is not None and (not isinstance(cfg["limit"], int) or cfg["limit"] < 1):
+        problems.append(PrefsError("limit", f"{cfg['limit']!r} is not a whole number >= 1", "give limit >= 1"))
+    temp = cfg.get("temperature")
+    if not isinstance(temp, (int, float)) or isinstance(temp, bool) or not temp > 0:
+        problems.append(PrefsError("temperature", f"{temp!r} must be > 0 (sampling)",
+                                   "use e.g. 0.8; k greedy samples would all be the same"))
+    top_p = cfg.get("top_p")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        problems.append(PrefsError("top_p", f"{top_p!r} must be in (0, 1]", "use 1.0 for no nucleus cut"))
+    if not isinstance(cfg.get("threshold"), (int, float)):
+        problems.append(PrefsError("threshold", f"{cfg.get('threshold')!r} is not a number", "use e.g. 0.5"))
+    if cfg.get("dataset_type") not in DATASET_TYPES:
+        problems.append(PrefsError("dataset_type", f"{cfg.get('dataset_type')!r} is not supported",
+                                   f"use one of {', '.join(DATASET_TYPES)}"))
+    if str(cfg.get("dtype")) not in DTYPES:
+        problems.append(PrefsError("dtype", f"{cfg.get('dtype')!r} is not supported", f"use one of {', '.join(DTYPES)}"))
+    if "{input}" not in str(cfg.get("prompt")):
+        problems.append(PrefsError("prompt", f"{cfg.get('prompt')!r} has no {{input}} placeholder",
+                                   "write e.g. 'Continue: {input}'"))
+    scorer = cfg.get("scorer")
+    if isinstance(scorer, str) and scorer.startswith("python:"):
+        problem = _python_scorer_problem(scorer)
+        if problem:
+            problems.append(PrefsError("scorer", problem, "write python:module:function (module importable) "
+                                       "or python:path/to/file.py:function"))
+    elif not isinstance(scorer, dict) or not scorer.get("name"):
+        problems.append(PrefsError("scorer", f"{scorer!r} is not a scorer", "use e.g. {'name': 'match'}"))
+    return problems
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+def load_python_scorer(spec: str) -> Callable[[str, str], Any]:
+    target, function = parse_python_scorer(spec)
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        mod_spec = importlib.util.spec_from_file_location(f"ck_prefs_scorer_{path.stem}", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.path.insert(0, str(path.parent))
+        mod_spec.loader.exec_module(module)
+    else:
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        module = importlib.import_module(target)
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        raise PrefsError("scorer", f"{target} has no function {function!r}", "check the name after the last ':'")
+    return fn
+
+
+class Judge:
+    """Scores a completion against a target: an inspect-ai scorer (as in evaluation) or a Python function."""
+
+    def __init__(self, scorer: dict | str):
+        self.label = scorer if isinstance(scorer, str) else scorer["name"]
+        if isinstance(scorer, str) and scorer.startswith("python:"):
+            self._fn = load_python_scorer(scorer)
+            self._inspect = None
+        else:
+            import asyncio
+
+            from cruijff_kit.tools.inspect.scorers import build_scorer
+
+            try:
+                self._inspect = build_scorer(scorer)
+            except ValueError as exc:
+                raise PrefsError("scorer", str(exc)) from None
+            self._loop = asyncio.new_event_loop()
+
+    def score(self, completion: str, target) -> float:
+        if self._inspect is None:
+            value = self._fn(completion, target if isinstance(target, str) else list(target))
+            try:
+                out = float(value)
+            except (TypeError, ValueError):
+                raise PrefsError("scorer", f"{self.label} returned {value!r}, not a number",
+                                 "return a float (1.0 correct, 0.0 incorrect) or a bool") from None
+            if math.isnan(out):
+                raise PrefsError("scorer", f"{self.label} returned NaN", "return a float or a bool")
+            return out
+        from inspect_ai.model import ModelName, ModelOutput
+        from inspect_ai.scorer import Target, value_to_float
+        from inspect_ai.solver import TaskState
+
+        tgt = Target(target)
+        state = TaskState(model=ModelName("hf/local"), sample_id=0, epoch=1, input="", messages=[],
+                          target=tgt, output=ModelOutput.from_content("hf/local", completion))
+        result = self._loop.run_until_complete(self._inspect(state, tgt))
+        return float(value_to_float()(result.value))
+
+    def close(self) -> None:
+        if self._inspect is not None:
+            self._loop.close()
+
+
+# -- pairing ---------------------------------------------------------------------------------------
+def make_pairs(candidates: list[tuple[str, float]], *, threshold: float, reference: str | None,
+               pairs_per_prompt: int) -> tuple[list[dict], str | None]:
+    """(pairs, skip reason) for one prompt from its scored candidates [(text, score), ...].
+
+    Distinct texts only; correct ones ordered best first, incorrect ones worst first (stable for ties).
+    """
+    def distinct(items):
+        seen, out = set(), []
+        for text, score in items:
+            if text.strip() not in seen:
+                seen.add(text.strip())
+                out.append((text, score))
+        return out
+
+    order = list(enumerate(candidates))
+    good = distinct([c for _, c in sorted((x for x in order if x[1][1] >= threshold), key=lambda x: (-x[1][1], x[0]))])
+    bad = distinct([c for _, c in sorted((x for x in order if x[1][1] < threshold), key=lambda x: (x[1][1], x[0]))])
+    source = "sample"
+    if not bad:
+        return [], "all_correct"
+    if not good:
+        if reference is None:
+            return [], "none_correct"
+        good, source = [(reference, None)], "reference"
+    pairs = []
+    for j in range(min(pairs_per_prompt, max(len(good), len(bad)))):
+        (chosen, cs), (rejected, rs) = good[j % len(good)], bad[j % len(bad)]
+        if chosen.strip() == rejected.strip():
+            continue
+        pairs.append({"chosen": chosen, "rejected": rejected, "chosen_score": cs, "rejected_score": rs,
+                      "chosen_source": source})
+    return pairs, (None if pairs else "duplicate")
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def _reference_text(target) -> str:
+    return str(target[0]) if isinstance(target, list) and target else str(target)
+
+
+def run(config: dict, *, progress: Callable[[str], None] = say) -> dict:
+    """Sample, judge, pair, write ``out`` and its report; return the report. Raises PrefsError on bad input."""
+    cfg = {**DEFAULTS, **config}
+    problems = check(cfg)
+    if problems:
+        raise problems[0]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.monotonic()
+
+    from cruijff_kit.tools.inspect.dataset import format_prompt, read_split
+    from cruijff_kit.tools.inspect.run_cell import RAW_TEMPLATE, CellError, check_device, has_chat_template, prepared_model
+
+    split = cfg["split"]
+    try:
+        records = read_split(cfg["dataset"], split)
+    except (FileNotFoundError, ValueError) as exc:
+        raise PrefsError("dataset", str(exc), "give a {\"train\": [{\"input\", \"output\"}], ...} file "
+                         "and a split it has") from None
+    if cfg["limit"]:
+        records = records[: cfg["limit"]]
+    if not records:
+        raise PrefsError("dataset", f"{cfg['dataset']}: the {split!r} split is empty", "add records")
+    judge = Judge(cfg["scorer"])
+    try:
+        check_device(str(cfg["device"]))
+    except CellError as exc:
+        raise PrefsError("device", str(exc)) from None
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_cfg = {"model_path": str(cfg["checkpoint"]), "base_model_path": cfg.get("base_model") or None}
+    out_path = Path(cfg["out"]).resolve()
+    counts = {r: 0 for r in SKIP_REASONS}
+    pairs: list[dict] = []
+    skipped: list[dict] = []
+    n_candidates = n_correct = n_reference = 0
+    seen_pairs: set[tuple] = set()
+    try:
+        with prepared_model(model_cfg) as (model_dir, tokenizer_dir):
+            tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+            dataset_type = cfg["dataset_type"]
+            if dataset_type == "auto":
+                dataset_type = "chat_completion" if has_chat_template(Path(tokenizer_dir)) else "text_completion"
+            elif dataset_type == "chat_completion" and not has_chat_template(Path(tokenizer_dir)):
+                raise PrefsError("dataset_type", f"tokenizer in {tokenizer_dir} has no chat template",
+                                 "use --dataset-type text_completion for a base model")
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=DTYPES[str(cfg["dtype"])])
+            model.to(cfg["device"]).eval()
+            eos = _stop_ids(model, tok)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else eos[0]
+            total = len(records)
+            every = max(1, total // 20)
+            progress(f"prefs: {total} prompts x {cfg['k']} samples from {cfg['checkpoint']} "
+                     f"({dataset_type}, temperature {cfg['temperature']}, scorer {judge.label}, "
+                     f"device {cfg['device']})")
+            for i, record in enumerate(records):
+                messages = []
+                if cfg["system_prompt"]:
+                    messages.append({"role": "system", "content": cfg["system_prompt"]})
+                messages.append({"role": "user", "content": format_prompt(cfg["prompt"], str(record["input"]))})
+                if dataset_type == "chat_completion":
+                    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                else:
+                    text = tok.apply_chat_template(messages, chat_template=RAW_TEMPLATE, tokenize=False)
+                ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(cfg["device"])
+                torch.manual_seed(int(cfg["seed"]) * 1_000_003 + i)
+                with torch.no_grad():
+                    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                         temperature=float(cfg["temperature"]), top_p=float(cfg["top_p"]),
+                                         top_k=None, max_new_tokens=int(cfg["max_tokens"]),
+                                         num_return_sequences=int(cfg["k"]), eos_token_id=eos, pad_token_id=pad)
+                texts = [tok.decode(seq[ids.shape[1]:], skip_special_tokens=True) for seq in out]
+                target = record["output"]
+                scored = [(t, judge.score(t, target)) for t in texts]
+                n_candidates += len(scored)
+                n_correct += sum(1 for _, s in scored if s >= cfg["threshold"])
+                made, reason = make_pairs(scored, threshold=float(cfg["threshold"]),
+                                          reference=_reference_text(target) if cfg["use_reference"] else None,
+                                          pairs_per_prompt=int(cfg["pairs_per_prompt"]))
+                kept = 0
+                for pair in made:
+                    key = (text, pair["chosen"], pair["rejected"])
+                    if key in seen_pairs:
+                        continue
+                    seen_pairs.add(key)
+                    pairs.append({"prompt": str(record["input"]), **pair, "target": target, "index": i})
+                    n_reference += pair["chosen_source"] == "reference"
+                    kept += 1
+                if not kept:
+                    reason = reason or "duplicate"
+                    counts[reason] += 1
+                    skipped.append({"index": i, "reason": reason})
+                done = i + 1
+                if done == total or done % every == 0:
+                    progress(f"prefs: {done}/{total} prompts, {len(pairs)} pairs, "
+                             f"{n_correct}/{n_candidates} samples correct")
+    except CellError as exc:
+        raise PrefsError("checkpoint", str(exc)) from None
+    finally:
+        judge.close()
+
+    settings = {k: cfg[k] for k in DEFAULTS}
+    settings.update(dataset_type=dataset_type, checkpoint=str(cfg["checkpoint"]), dataset=str(cfg["dataset"]))
+    this = {"prompts": len(records), "pairs": len(pairs), "prompts_with_pairs": len({p["index"] for p in pairs}),
+            "skipped": counts, "candidates": n_candidates, "correct_candidates": n_correct,
+            "candidate_accuracy": n_correct / n_candidates if n_candidates else None,
+            "chosen_from_reference": n_reference}
+    existing = _read_json(out_path)
+    data = existing if isinstance(existing, dict) else {}
+    data[split] = pairs
+    _write_json_atomic(out_path, data)
+    old_report = _read_json(report_path(out_path))
+    splits = dict(old_report.get("splits", {})) if isinstance(old_report, dict) else {}
+    splits = {s: v for s, v in splits.items() if s in data}
+    splits[split] = this
+    report = {"out": str(out_path), "split": split, **this, "skipped_prompts": skipped,
+              "seconds": round(time.monotonic() - started, 3), "settings": settings, "splits": splits}
+    _write_json_atomic(report_path(out_path), report)
+    progress(f"prefs: wrote {len(pairs)} pairs ({split}) to {out_path}; skipped "
+             + ", ".join(f"{counts[r]} {r}" for r in SKIP_REASONS)
+             + f"; {report['seconds']:.1f}s; report {report_path(out_path)}")
+    return report
+
+
+def _stop_ids(model, tok) -> list[int]:
+    ids: list[int] = []
+    for source in (getattr(model.generation_config, "eos_token_id", None), tok.eos_token_id):
+        for i in (source if isinstance(source, (list, tuple)) else [source]):
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+    if not ids:
+        raise PrefsError("checkpoint", "the tokenizer and generation config name no end-of-sequence token",
+                         "use a model with an eos_token")
+    return ids
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m cruijff_kit.tools.prefs.generate CONFIG.json   (or: cruijff-kit prefs generate ...)",
+              file=sys.stderr)
+        return 2
+    try:
+        config = json.loads(Path(argv[0]).read_text())
+        if not isinstance(config, dict):
+            raise PrefsError("config", f"{argv[0]} is not a JSON object")
+        run(config)
+    except (OSError, ValueError) as exc:
+        print(f"{PREFIX} error: {argv[0]}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except PrefsError as exc:
+        print(f"{PREFIX} error: {exc.line()}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

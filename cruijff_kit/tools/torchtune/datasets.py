@@ -1,0 +1,240 @@
+"""torchtune dataset builders for cruijff_kit's input/output JSON files.
+
+The file format (one file per dataset)::
+
+    {"train":      [{"input": "...", "output": "..."}, ...],
+     "validation": [{"input": "...", "output": "..."}, ...],
+     "test":       [...]}                                  # optional
+
+Use the builder as a ``_component_`` in a torchtune config::
+
+    dataset:
+      _component_: cruijff_kit.tools.torchtune.datasets.input_output_dataset
+      source: /abs/path/data.json
+      split: train
+      dataset_type: chat_completion     # or text_completion (base models)
+      prompt: "{input}"
+      system_prompt: ""
+      train_on_input: false
+      packed: false
+
+Token layouts (llama3 tokenizer; ``[..]`` = label masked with CROSS_ENTROPY_IGNORE_IDX):
+
+* ``chat_completion``: ``[<bos>] [<sys header> system <eot>] [<user header> prompt <eot>]
+  <assistant header> output <eot> [<eos>]`` -- built from torchtune ``Message`` objects and the
+  model tokenizer's own chat format, so it equals HF ``apply_chat_template(...,
+  add_generation_prompt=True)`` followed by the output; the system turn is omitted when
+  ``system_prompt`` is empty. With ``train_on_input`` the user turn is trained on as well (the system
+  turn, BOS and the final EOS never are; the assistant header is always, as in torchtune).
+* ``text_completion``: ``[<bos> prompt] output <eos>`` -- no chat template, no header tokens; prompt
+  and output are encoded separately (exactly what the model sees at generation time: the encoded
+  prompt, then its continuation). With ``train_on_input`` the prompt is trained on too (not BOS).
+
+This module runs inside the training job: it imports torch/torchtune, never the cruijff_kit CLI.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+from torchtune.data import CROSS_ENTROPY_IGNORE_IDX, Message
+from torchtune.data._utils import truncate
+
+__all__ = ["InputOutputDataset", "input_output_dataset", "load_split", "as_bool",
+           "DATASET_TYPES", "SPLITS"]
+
+DATASET_TYPES = ("chat_completion", "text_completion")
+SPLITS = ("train", "validation", "test")
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off", ""}
+
+
+def as_bool(value: Any, name: str = "value") -> bool:
+    """A config boolean: bool, 0/1, or the strings true/false/yes/no/on/off (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+# (resolved path, mtime_ns, size) -> parsed JSON; train and validation builders share one parse.
+_CACHE: dict[tuple[str, int, int], Any] = {}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"dataset file not found: {path}") from None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        _CACHE.clear()
+        _CACHE[key] = data
+    return _CACHE[key]
+
+
+def _text(value: Any, *, path: Path, split: str, index: int, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{path}: {split}[{index}].{field} must be a string (or a number), "
+                     f"got {type(value).__name__}: {value!r:.80}")
+
+
+def load_split(source: str | os.PathLike, split: str) -> list[tuple[str, str]]:
+    """The validated (input, output) pairs of one split of an input/output JSON file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not JSON, is not an object, lacks the split, the split is not a
+            non-empty list, or a record is not an object with string ``input`` and ``output``.
+    """
+    path = Path(source).expanduser().resolve()
+    if split not in SPLITS:
+        raise ValueError(f"{path}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with top-level "
+                         f"'train' / 'validation' / 'test' lists, got a {type(data).__name__}")
+    if split not in data:
+        have = ", ".join(repr(k) for k in data) or "none"
+        raise ValueError(f"{path}: no {split!r} split (top-level keys: {have})")
+    records = data[split]
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: {split!r} must be a list of {{'input': ..., 'output': ...}} records, "
+                         f"got a {type(records).__name__}")
+    if not records:
+        raise ValueError(f"{path}: the {split!r} split is empty")
+    pairs = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}: {split}[{i}] must be an object with 'input' and 'output', "
+                             f"got a {type(rec).__name__}")
+        missing = [k for k in ("input", "output") if k not in rec]
+        if missing:
+            raise ValueError(f"{path}: {split}[{i}] lacks {' and '.join(repr(k) for k in missing)} "
+                             f"(keys: {', '.join(map(repr, rec)) or 'none'})")
+        pairs.append((_text(rec["input"], path=path, split=split, index=i, field="input"),
+                      _text(rec["output"], path=path, split=split, index=i, field="output")))
+    return pairs
+
+
+def _format_prompt(prompt: str, text: str, path: Path) -> str:
+    try:
+        return prompt.format(input=text)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"{path}: prompt {prompt!r} cannot be formatted with input= ({e!r}); "
+                         "the only placeholder is {input}; write literal braces as {{ and }}") from None
+
+
+class InputOutputDataset(Dataset):
+    """Map-style dataset of one split; items are ``{"tokens": [...], "labels": [...]}``.
+
+    Tokenization is lazy (per item), like torchtune's ``SFTDataset``; the JSON is parsed and every
+    record validated up front so that a bad file fails before training starts.
+    """
+
+    def __init__(self, tokenizer, *, source: str, split: str = "train",
+                 dataset_type: str = "chat_completion", prompt: str = "{input}",
+                 system_prompt: str = "", train_on_input: bool | str = False) -> None:
+        if dataset_type not in DATASET_TYPES:
+            raise ValueError(f"dataset_type must be one of {', '.join(DATASET_TYPES)}, got {dataset_type!r}")
+        self._tokenizer = tokenizer
+        self.source = Path(source).expanduser().resolve()
+        self.split = split
+        self.dataset_type = dataset_type
+        self.prompt = "{input}" if prompt is None else str(prompt)
+        self.system_prompt = "" if system_prompt is None else str(system_prompt)
+        self.train_on_input = as_bool(train_on_input, "train_on_input")
+        self._pairs = load_split(self.source, split)
+        _format_prompt(self.prompt, self._pairs[0][0], self.source)  # fail early on a bad template
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        inp, out = self._pairs[index]
+        prompt = _format_prompt(self.prompt, inp, self.source)
+        if self.dataset_type == "chat_completion":
+            return self._chat(prompt, out)
+        return self._text_completion(prompt, out)
+
+    def messages(self, index: int) -> list[Message]:
+        """The chat messages of one record (what chat_completion tokenizes)."""
+        inp, out = self._pairs[index]
+        return self._messages(_format_prompt(self.prompt, inp, self.source), out)
+
+    def _messages(self, prompt: str, out: str) -> list[Message]:
+        msgs = []
+        if self.system_prompt:
+            msgs.append(Message(role="system", content=self.system_prompt, masked=True))
+        msgs.append(Message(role="user", content=prompt, masked=not self.train_on_input))
+        msgs.append(Message(role="assistant", content=out, masked=False))
+        return msgs
+
+    def _chat(self, prompt: str, out: str) -> dict[str, list[int]]:
+        sample = self._tokenizer({"messages": self._messages(prompt, out)})
+        tokens, mask = sample["tokens"], sample["mask"]
+        labels = [CROSS_ENTROPY_IGNORE_IDX if m else t for t, m in zip(tokens, mask)]
+        return {"tokens": tokens, "labels": labels}
+
+    def _text_completion(self, prompt: str, out: str) -> dict[str, list[int]]:
+        tok = self._tokenizer
+        head = tok.encode(prompt, add_bos=True, add_eos=False)
+        tail = tok.encode(out, add_bos=False, add_eos=True)
+        n_bos = 1 if getattr(tok, "bos_id", None) is not None and head[:1] == [tok.bos_id] else 0
+        tokens = head + tail
+        labels = ([CROSS_ENTROPY_IGNORE_IDX] * n_bos
+                  + (head[n_bos:] if self.train_on_input else [CROSS_ENTROPY_IGNORE_IDX] * (len(head) - n_bos))
+                  + tail)
+        max_len = getattr(tok, "max_seq_len", None)
+        if max_len is not None and len(tokens) > max_len:
+            eos = getattr(tok, "eos_id", None)
+            tokens = truncate(tokens, max_len, eos)
+            labels = truncate(labels, max_len, eos)
+        return {"tokens": tokens, "labels": labels}
+
+
+def input_output_dataset(tokenizer, *, source: str, split: str = "train",
+                         dataset_type: str = "chat_completion", prompt: str = "{input}",
+                         system_prompt: str = "", train_on_input: bool | str = False,
+                         packed: bool | str = False, split_across_pack: bool | str = False):
+    """Builder for one split of a cruijff_kit input/output JSON file (see the module docstring).
+
+    Args:
+        tokenizer: the torchtune model tokenizer (the recipe passes it positionally).
+        source: path to the ``.json`` file.
+        split: ``train``, ``validation`` or ``test``.
+        dataset_type: ``chat_completion`` (chat template of the tokenizer) or ``text_completion``.
+        prompt: format string for the user turn / text prompt; ``{input}`` is the record's input.
+        system_prompt: system turn (chat_completion only; omitted when empty).
+        train_on_input: also compute the loss on the prompt tokens (bool or 'true'/'false').
+        packed: pack samples into ``tokenizer.max_seq_len`` long sequences (torchtune PackedDataset).
+        split_across_pack: with ``packed``, let a sample be split across two packs.
+
+    Returns:
+        ``InputOutputDataset``, or a torchtune ``PackedDataset`` wrapping it when ``packed``.
+    """
+    ds = InputOutputDataset(tokenizer, source=source, split=split, dataset_type=dataset_type,
+                            prompt=prompt, system_prompt=system_prompt, train_on_input=train_on_input)
+    if as_bool(packed, "packed"):
+        from torchtune.datasets import PackedDataset
+
+        if getattr(tokenizer, "max_seq_len", None) is None:
+            raise ValueError("packed: true needs tokenizer.max_seq_len to be set")
+        return PackedDataset(ds, max_seq_len=tokenizer.max_seq_len, padding_idx=tokenizer.pad_id,
+                             split_across_pack=as_bool(split_across_pack, "split_across_pack"))
+    return ds

@@ -1,0 +1,389 @@
+"""Evaluation worker (inspect-ai): one eval cell per (run, task, epoch) of the design's matrix.
+
+Each cell directory `{exp.dir}/{run}/eval/{task}_epoch{N}/` (or `{run}/eval/{task}/` for control and
+eval-only runs) gets `eval_config.yaml` (everything the in-job runner needs) and `inspect.slurm`
+(extends templates/job.sh.j2; payload: `python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml`).
+Job ids: `{run}.eval.{cell_dirname}`, after `{run}.train` for runs that train.
+
+`check()` catches at scaffold time what would otherwise surface only after training: task-level
+prompt / system prompt overrides that differ from what a fine-tuned run trained on, unknown scorers
+or scorer parameters, task scripts without the named @task function (checked with `ast`: the CLI
+side never imports inspect_ai), eval datasets without the requested split.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from cruijff_kit.errors import ProblemList, UserError, closest
+from cruijff_kit.experiment.model import Cell, Experiment, Run, Task
+from cruijff_kit.jobs import JobSpec
+from cruijff_kit.jobscript import job_environment, resources
+from cruijff_kit.render import RenderSet
+from cruijff_kit.render import render as render_template
+from cruijff_kit.settings import Settings
+from cruijff_kit.taskscan import task_problem
+
+RUNNER = "cruijff_kit.tools.inspect.run_cell"
+CONFIG_FILE = "eval_config.yaml"
+SCRIPT_FILE = "inspect.slurm"
+TASK_ARGS = ("data_path", "split", "prompt", "system_prompt")
+
+# Known scorers and their parameters (plain data: validation needs no inspect import).
+# param -> {"type": bool|str|number|list, "choices": [...], "required": bool}. Kept in step with
+# cruijff_kit.tools.inspect.scorers.BUILDERS by tests/test_eval_worker.py.
+SCORERS: dict[str, dict[str, dict]] = {
+    "match": {"location": {"type": "str", "choices": ["begin", "end", "any", "exact"]},
+              "ignore_case": {"type": "bool"}, "numeric": {"type": "bool"}},
+    "includes": {"ignore_case": {"type": "bool"}},
+    "exact": {},
+    "f1": {"stop_words": {"type": "list"}},
+    "pattern": {"pattern": {"type": "str", "required": True}, "ignore_case": {"type": "bool"},
+                "match_all": {"type": "bool"}},
+    "numeric": {"tolerance": {"type": "number", "minimum": 0}},
+}
+_TYPES = {"bool": (bool,), "str": (str,), "number": (int, float), "list": (list,)}
+
+
+def known_scorers() -> str:
+    return ", ".join(SCORERS)
+
+
+def scorer_problems(spec) -> list[tuple[str, str, str]]:
+    """(key suffix, message, hint) for each problem of one `{name, params}` scorer spec."""
+    if not isinstance(spec, dict):
+        return [("", f"{spec!r} is not a scorer spec", "write {name: match, params: {location: exact}}")]
+    name, params = spec.get("name"), spec.get("params") or {}
+    if name not in SCORERS:
+        hint = closest(name, SCORERS)
+        return [(".name", f"unknown scorer {name!r}",
+                 (f"{hint} " if hint else "") + f"known scorers: {known_scorers()}")]
+    if not isinstance(params, dict):
+        return [(".params", "must be a mapping", f"e.g. params: {{{next(iter(SCORERS[name]), 'x')}: ...}}")]
+    out = []
+    accepted = SCORERS[name]
+    for key, value in params.items():
+        rule = accepted.get(key)
+        if rule is None:
+            out.append((f".params.{key}", f"scorer {name!r} takes no parameter {key!r}",
+                        f"it accepts: {', '.join(accepted) or 'none'}"))
+            continue
+        ok = isinstance(value, _TYPES[rule["type"]]) and not (rule["type"] == "number" and isinstance(value, bool))
+        if not ok:
+            out.append((f".params.{key}", f"{value!r} is not a {rule['type']}", f"give {key} a {rule['type']} value"))
+        elif "choices" in rule and value not in rule["choices"]:
+            out.append((f".params.{key}", f"{value!r} is not supported",
+                        f"use one of {', '.join(rule['choices'])}"))
+        elif "minimum" in rule and value < rule["minimum"]:
+            out.append((f".params.{key}", f"{value!r} is below {rule['minimum']}", f"use {key} >= {rule['minimum']}"))
+    for key, rule in accepted.items():
+        if rule.get("required") and key not in params:
+            out.append((".params", f"scorer {name!r} needs parameter {key!r}", f"add params: {{{key}: ...}}"))
+    return out
+
+
+def task_scorers(exp: Experiment, task: Task) -> list[dict]:
+    """The scorer specs a task is scored with: the design's list, or the subset the task names.
+
+    A name the design's `evaluation.scorers` defines uses its params; a known scorer the design
+    does not list runs with its defaults. An empty result leaves the task's own scorers in place.
+    """
+    specs = [dict(s) for s in exp.evaluation.scorers]
+    if not task.scorers:
+        return specs
+    by_name = {s.get("name"): s for s in specs}
+    return [dict(by_name.get(name) or {"name": name, "params": {}}) for name in task.scorers]
+
+
+@lru_cache(maxsize=256)
+def task_params(script: str, function: str) -> tuple[str, ...] | None:
+    """Parameter names of `function` in `script` (ast), or None when any keyword is accepted."""
+    tree = ast.parse(Path(script).read_text(), filename=script)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+            if node.args.kwarg is not None:
+                return None
+            a = node.args
+            return tuple(arg.arg for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs))
+    return ()
+
+
+@lru_cache(maxsize=256)
+def dataset_splits(path: str, mtime: float) -> dict | str:
+    """{split: count} of one of our JSON data files, or a one-line problem."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON (line {exc.lineno}: {exc.msg})"
+    if not isinstance(data, dict):
+        return "expected {\"train\": [...], \"validation\": [...]}"
+    return {k: len(v) for k, v in data.items() if isinstance(v, list)}
+
+
+# -- where each cell's model and data come from ----------------------------------------------------
+def root_model(exp: Experiment, run: Run):
+    """The design's base model of a run (followed along base_run when the run names none itself)."""
+    names = {m.name for m in exp.models}
+    cur, seen = run, set()
+    while cur.model not in names and cur.base_run and cur.name not in seen:
+        seen.add(cur.name)
+        cur = exp.run(cur.base_run)
+    return exp.model(cur.model)
+
+
+@lru_cache(maxsize=64)
+def _spec(name: str, registry_key: str, component_json: str):
+    from cruijff_kit.models.registry import lookup
+
+    try:
+        return lookup(name=name, registry_key=registry_key,
+                      component=json.loads(component_json) if component_json else None)
+    except UserError:
+        return None  # the preparation worker / design verify report unknown models
+
+
+def model_spec(exp: Experiment, run: Run):
+    """The registry entry of a run's base model, or None for a model the registry cannot resolve."""
+    model = root_model(exp, run)
+    return _spec(model.name, model.registry, json.dumps(model.component, sort_keys=True) if model.component else "")
+
+
+def dataset_type(exp: Experiment, run: Run) -> str:
+    """What training uses (torchtune worker's rule): base (non-instruct) models get text_completion
+    unless the design sets dataset_type explicitly."""
+    explicit = "dataset_type" in (run.parameters or {}) or "dataset_type" in ((exp.raw or {}).get("controls") or {})
+    spec = model_spec(exp, run)
+    if spec is not None and not spec.instruct and not explicit:
+        return "text_completion"
+    return run.controls.dataset_type
+
+
+def base_model_path(exp: Experiment, settings: Settings, run: Run) -> Path:
+    """The model a run's adapters apply to: its base model, or the checkpoint of its base_run."""
+    if run.base_run:
+        base = exp.run(run.base_run)
+        epoch = base.controls.epochs - 1 if run.base_epoch in ("last", "best") else int(run.base_epoch)
+        return settings.output_dir(exp.name, base.name) / f"epoch_{epoch}"
+    return root_model(exp, run).path
+
+
+def cell_model(exp: Experiment, settings: Settings, run: Run, cell: Cell) -> dict:
+    """model_path (what is evaluated), base_model_path (for adapter merges / tokenizer), adapter_only."""
+    if run.type == "control":
+        return {"model_path": root_model(exp, run).path, "base_model_path": None, "adapter_only": False}
+    if run.type == "eval-only":
+        return {"model_path": run.checkpoint_path, "base_model_path": root_model(exp, run).path,
+                "adapter_only": False}
+    adapter_only = bool(run.controls.save_adapter_weights_only)
+    return {"model_path": settings.output_dir(exp.name, run.name) / f"epoch_{cell.epoch}",
+            "base_model_path": base_model_path(exp, settings, run), "adapter_only": adapter_only}
+
+
+def cell_dataset(exp: Experiment, run: Run, task: Task) -> Path | None:
+    return task.dataset or exp.dataset_file(run)
+
+
+def cell_prompts(run: Run, task: Task, kind: str) -> tuple[str, str]:
+    """(prompt, system_prompt) of a cell: the run's training controls unless the task overrides.
+
+    text_completion (`kind`) training has no system turn, so neither does its evaluation.
+    """
+    prompt = task.prompt if task.prompt is not None else run.controls.prompt
+    system = task.system_prompt if task.system_prompt is not None else run.controls.system_prompt
+    return prompt, ("" if kind == "text_completion" else system)
+
+
+def cell_relpath(cell: Cell) -> str:
+    return f"{cell.run}/eval/{cell.dirname}"
+
+
+def vis_label(cell: Cell) -> str:
+    if cell.vis_label:
+        return cell.vis_label
+    return cell.run if cell.epoch is None else f"{cell.run}_epoch{cell.epoch}"
+
+
+def job_id(cell: Cell) -> str:
+    return f"{cell.run}.eval.{cell.dirname}"
+
+
+# -- check -----------------------------------------------------------------------------------------
+def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
+    """Scaffold-time problems of the evaluation part of the design (all collected, none raised)."""
+    ev = exp.evaluation
+    cells = exp.cells()
+    evaluated = {c.run for c in cells}
+    trained_tasks = {c.task for c in cells if exp.run(c.run).trains}
+    for i, spec in enumerate(ev.scorers):
+        for suffix, message, hint in scorer_problems(spec):
+            problems.error(f"evaluation.scorers[{i}]{suffix}", message, hint)
+    design_names = {s.get("name") for s in ev.scorers if isinstance(s, dict)}
+    task_index = {t.name: i for i, t in enumerate(ev.tasks)}
+    for i, task in enumerate(ev.tasks):
+        for j, name in enumerate(task.scorers):
+            if name not in SCORERS and name not in design_names:
+                hint = closest(name, SCORERS)
+                problems.error(f"evaluation.tasks[{i}].scorers[{j}]", f"unknown scorer {name!r}",
+                               (f"{hint} " if hint else "") + f"known scorers: {known_scorers()}")
+        problem = task_problem(task.script, task.function)
+        if problem:
+            key = "function" if problem.startswith("Function") else "script"
+            problems.error(f"evaluation.tasks[{i}].{key}", problem,
+                           "point script at the task file and function at its @task function "
+                           "(`cruijff-kit task new` writes one)")
+            continue
+        params = task_params(str(task.script), task.function)
+        if params is not None and "data_path" not in params:
+            problems.warn(f"evaluation.tasks[{i}].function",
+                          f"{task.function}() takes no data_path: it will use its own dataset",
+                          "add a data_path parameter to evaluate on the design's data")
+        missing = [p for p in ("prompt", "system_prompt") if params is not None and p not in params]
+        if missing and task.name in trained_tasks:
+            problems.warn(f"evaluation.tasks[{i}].function",
+                          f"{task.function}() takes no {' or '.join(missing)}: cruijff_kit cannot pass the "
+                          "training prompt", "add prompt and system_prompt parameters and pass them to "
+                          "cruijff_kit.tools.inspect.dataset.load_dataset")
+
+    _check_prompts(exp, cells, problems, task_index)
+    _check_data(exp, cells, problems, task_index)
+    for i, run in enumerate(exp.runs):
+        if run.type == "eval-only" and run.checkpoint_path and not Path(run.checkpoint_path).is_dir():
+            problems.error(f"runs[{i}].checkpoint_path", f"checkpoint not found: {run.checkpoint_path}",
+                           "point checkpoint_path at an existing model or adapter directory")
+        if not run.trains and run.name in evaluated:
+            if run.controls.device == "cuda" and not int(cell_resources(exp, settings, run).get("gpus") or 0):
+                problems.error(f"runs[{i}].parameters.device" if "device" in run.parameters else "controls.device",
+                               f"run {run.name} evaluates on cuda but its eval jobs request no GPU",
+                               "use device: cpu, or request GPUs (slurm_overrides.gpus / Default GPUs in "
+                               "claude.local.md)")
+            if dataset_type(exp, run) == "text_completion" and run.controls.system_prompt:
+                problems.warn(f"runs[{i}]", f"run {run.name} uses text_completion, which has no system turn: "
+                              "its system prompt is not shown to the model", "put it into the prompt template")
+
+
+def _check_prompts(exp: Experiment, cells: list[Cell], problems: ProblemList, task_index: dict) -> None:
+    """A fine-tuned run is evaluated with exactly the prompt and system prompt it trained with."""
+    mismatches: dict[tuple[str, str], dict[str, Run]] = {}
+    for cell in cells:
+        run, task = exp.run(cell.run), exp.task(cell.task)
+        if not run.trains:
+            continue
+        for field in ("prompt", "system_prompt"):
+            override = getattr(task, field)
+            if override is not None and override != getattr(run.controls, field):
+                mismatches.setdefault((task.name, field), {}).setdefault(run.name, run)
+    for (name, field), runs in mismatches.items():
+        i = task_index[name]
+        first = next(iter(runs.values()))
+        label = "system prompt" if field == "system_prompt" else "prompt template"
+        more = f" (and {len(runs) - 1} more run{'s' if len(runs) > 2 else ''})" if len(runs) > 1 else ""
+        problems.error(
+            f"evaluation.tasks[{i}].{field}",
+            f"differs from the training {label} of run {first.name}{more}: "
+            f"{getattr(exp.task(name), field)!r} vs {getattr(first.controls, field)!r}",
+            f"remove {field} from the task (cells then use each run's training {label}) or set the "
+            f"same value in controls / the run's parameters")
+
+
+def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_index: dict) -> None:
+    reported = set()
+    for cell in cells:
+        run, task = exp.run(cell.run), exp.task(cell.task)
+        i = task_index[task.name]
+        path = cell_dataset(exp, run, task)
+        key = f"evaluation.tasks[{i}].dataset" if task.dataset else "data.training.path"
+        if path is None:
+            if ("none", task.name) not in reported:
+                reported.add(("none", task.name))
+                problems.error(f"evaluation.tasks[{i}].dataset",
+                               f"task {task.name} has no dataset for run {run.name} (the design has no "
+                               "data.training)", "give the task a dataset: path/to/data.json")
+            continue
+        if (str(path), task.split) in reported:
+            continue
+        reported.add((str(path), task.split))
+        if not path.is_file():
+            problems.warn(key, f"eval dataset of task {task.name} (run {run.name}) not found (yet): {path}",
+                          "create it before the eval job starts (the job reads it then) or fix the path")
+            continue
+        splits = dataset_splits(str(path), path.stat().st_mtime)
+        if isinstance(splits, str):
+            problems.error(key, f"{path}: {splits}", "fix the data file")
+        elif task.split not in splits:
+            problems.error(f"evaluation.tasks[{i}].split",
+                           f"{path} has no split '{task.split}' (splits: {', '.join(splits) or 'none'})",
+                           f"use one of {', '.join(splits)} or add the split to the file")
+
+
+# -- render ----------------------------------------------------------------------------------------
+def cell_resources(exp: Experiment, settings: Settings, run: Run) -> dict:
+    """SBATCH resources of a run's eval jobs: registry defaults, claude.local.md, slurm_overrides;
+    no GPU unless the run's device is cuda (as for training)."""
+    spec = model_spec(exp, run)
+    overrides = dict(run.slurm_overrides)
+    if run.controls.device != "cuda" and "gpus" not in overrides:
+        overrides["gpus"] = 0
+    return resources(settings, overrides, dict(spec.resources) if spec is not None else {})
+
+
+def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
+    """Everything eval_config.yaml holds for one cell."""
+    run, task = exp.run(cell.run), exp.task(cell.task)
+    cell_dir = exp.dir / cell_relpath(cell)
+    kind = dataset_type(exp, run)
+    prompt, system_prompt = cell_prompts(run, task, kind)
+    data = cell_dataset(exp, run, task)
+    ev = exp.evaluation
+    generation = {"do_sample": bool(ev.do_sample), "max_tokens": ev.max_tokens, "seed": ev.seed}
+    if ev.do_sample:
+        generation["temperature"] = ev.temperature
+    model = cell_model(exp, settings, run, cell)
+    return {
+        "experiment": exp.name, "run": run.name, "run_type": run.type, "task": task.name,
+        "epoch": cell.epoch, "cell": cell.dirname, "job_id": job_id(cell),
+        "model_path": str(model["model_path"]),
+        "base_model_path": str(model["base_model_path"]) if model["base_model_path"] else None,
+        "adapter_only": model["adapter_only"],
+        "task_script": str(task.script), "task_function": task.function,
+        "task_args": {"data_path": str(data) if data else None, "split": task.split,
+                      "prompt": prompt, "system_prompt": system_prompt},
+        "dataset_type": kind,
+        "generation": generation, "limit": ev.limit, "scorers": task_scorers(exp, task),
+        "vis_label": vis_label(cell), "log_dir": str(cell_dir / "logs"),
+        "device": run.controls.device, "dtype": run.controls.dtype, "source": source_of(exp),
+    }
+
+
+def source_of(exp: Experiment) -> str:
+    """What rendered files name as their source: the resolved design copy in the experiment dir."""
+    return str(exp.dir / "experiment_summary.yaml")
+
+
+def render(exp: Experiment, settings: Settings, files: RenderSet) -> list[JobSpec]:
+    """Add every cell's eval_config.yaml and inspect.slurm to `files`; return the eval jobs."""
+    env = job_environment(settings, exp.dir)
+    python = "python" if (env["venv"] or env["conda_env"]) else sys.executable
+    jobs = []
+    for cell in exp.cells():
+        run = exp.run(cell.run)
+        rel = cell_relpath(cell)
+        cell_dir = exp.dir / rel
+        context = cell_context(exp, settings, cell)
+        files.add(f"{rel}/{CONFIG_FILE}", render_template(f"inspect/{CONFIG_FILE}.j2", **context))
+        job = JobSpec(
+            id=job_id(cell), kind="eval", run=run.name, script=f"{rel}/{SCRIPT_FILE}",
+            after=[f"{run.name}.train"] if run.trains else [], log=str(cell_dir / "slurm-%j.out"),
+            output_dir=context["log_dir"], stage=run.stage, task=cell.task, epoch=cell.epoch,
+            meta={"cell": cell.dirname, "vis_label": context["vis_label"], "model_path": context["model_path"],
+                  "config": f"{rel}/{CONFIG_FILE}"})
+        script = render_template(
+            f"inspect/{SCRIPT_FILE}.j2", job_name=job.id, job_id=job.id, log=job.log,
+            res=cell_resources(exp, settings, run), env=env, workdir=str(cell_dir),
+            exit_code_file=str(exp.dir / job.exit_code_file), source=source_of(exp),
+            python=python, runner=RUNNER, config_file=CONFIG_FILE)
+        files.add(job.script, script, executable=True)
+        jobs.append(job)
+    return jobs
