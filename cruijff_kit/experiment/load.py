@@ -299,6 +299,10 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
                     problems.error(f"evaluation.matrix[{i}].epochs[{j}]",
                                    f"epoch {e} does not exist ({run} trains {epochs_of[run]} epochs)",
                                    f"epochs are 0-indexed: use 0..{epochs_of[run] - 1}")
+    gen = ((data.get("data") or {}).get("preference") or {}).get("generate")
+    if gen and gen.get("from_run") not in run_names:
+        problems.error("data.preference.generate.from_run", f"'{gen.get('from_run')}' is not a run",
+                       closest(gen.get("from_run"), run_names) or "name the SFT run whose checkpoint samples the pairs")
     stage_names = {s.get("name") for s in data.get("stages", [])}
     for i, run in enumerate(runs):
         if run.get("stage") and stage_names and run["stage"] not in stage_names:
@@ -327,8 +331,11 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         if key in d:
             ds = d[key]
             resolved = str(_path(ds["path"], base, settings))
+            gen = dict(ds["generate"]) if ds.get("generate") else None
+            if gen:
+                gen["source"] = str(_path(gen["source"], base, settings))
             value = Dataset(resolved, ds.get("dataset_label", ""), ds.get("format", "json"),
-                            ds.get("size_kb", 0), ds.get("splits", {}))
+                            ds.get("size_kb", 0), ds.get("splits", {}), gen)
             if key == "training":
                 training = value
             else:

@@ -89,6 +89,7 @@ class Dataset:
     format: str = "json"
     size_kb: float = 0.0
     splits: dict = field(default_factory=dict)
+    generate: dict | None = None  # preference pairs built by `prefs generate` (source resolved to an absolute path)
 
     def file_for(self, label: str) -> Path:
         return Path(self.path.replace("{dataset_label}", label or self.dataset_label))
