@@ -120,14 +120,20 @@ def _stale_runs(exp: Experiment) -> list[str]:
                   if p.is_dir() and p.name not in names and ((p / "finetune.slurm").exists() or (p / "eval").is_dir()))
 
 
-def _merge_jobs(exp_dir: Path, new_jobs: list, selected: set) -> list:
-    """--only: keep the jobs of runs not re-scaffolded from the existing jobs.json."""
+def _merge_jobs(exp_dir: Path, jobs: list, selected: set) -> list:
+    """--only: the selected runs' new jobs, plus the jobs already scaffolded for the design's other runs
+    (from the existing jobs.json), in the design's job order. Runs no longer in the design drop out."""
     from cruijff_kit.files import read_json
     from cruijff_kit.jobs import JobSpec
 
-    old = (read_json(exp_dir / "jobs.json") or {}).get("jobs", [])
-    kept = [JobSpec(**j) for j in old if j.get("run") not in selected]
-    return kept + [j for j in new_jobs if j.run in selected]
+    old = {j["id"]: j for j in (read_json(exp_dir / "jobs.json") or {}).get("jobs", [])}
+    out = []
+    for job in jobs:
+        if job.run in selected:
+            out.append(job)
+        elif job.id in old:
+            out.append(JobSpec(**old[job.id]))
+    return out
 
 
 def _progress(message: str, quiet: bool) -> None:
@@ -179,6 +185,12 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         files.files = {rel: v for rel, v in files.files.items()
                        if _run_of(rel, run_names) is None or _run_of(rel, run_names) in selected}
         jobs = _merge_jobs(exp.dir, jobs, selected)
+        known = {j.id for j in jobs}
+        for job in jobs:
+            for dep in job.after:
+                if dep not in known:
+                    warnings.append(Problem("--only", job.run, f"job {job.id} waits for {dep}, which is not "
+                                            "scaffolded", f"add {dep.split('.')[0]} to --only", "warning"))
     copy_path = exp.dir / SUMMARY_FILE
     if exp.source.resolve() != copy_path.resolve():  # never overwrite a design that lives in the exp dir
         files.add(SUMMARY_FILE, _design_copy(exp))

@@ -3,7 +3,7 @@
   cd my_run && python -m cruijff_kit.setup_finetune      # or: cruijff-kit setup_finetune [DIR]
 
 setup_finetune.yaml is a flat file of `key: value` lines; string booleans ('true'/'false') are accepted.
-It is translated into the same typed experiment (one fine-tuned run) as a design and rendered by the same
+It is translated into the same typed experiment (one training run) as a design and rendered by the same
 torchtune worker as `cruijff-kit scaffold`, so both paths write identical files. `scaffold` writes a fully
 resolved setup_finetune.yaml into every run directory; edit it and run this to re-render.
 
@@ -90,6 +90,7 @@ _PATHS = [
     (re.compile(r"^runs\[0\]\.name"), "my_wandb_run_name"),
     (re.compile(r"^runs\[0\]\.base_(run|epoch)"), "base_checkpoint_dir"),
     (re.compile(r"^runs\[0\].*"), "my_wandb_run_name"),
+    (re.compile(r"^experiment\.dir"), "(the run directory's parent)"),
     (re.compile(r"^experiment\..*"), "experiment_name"),
     (re.compile(r"^output\.wandb_(project|entity)"), r"my_wandb_\1"),
     (re.compile(r"^models\.base\[0\]\.name"), "model_name"),

@@ -88,7 +88,7 @@ def format_text(data: dict) -> str:
 def main(args) -> int:
     from cruijff_kit.run.engine import Engine
 
-    engine = Engine(args.experiment_dir, command="status")
+    engine = Engine(args.experiment_dir, command="status", out=lambda line: None)  # the table says it all
     while True:
         data = collect(engine, refresh=not args.no_refresh)
         if args.json:

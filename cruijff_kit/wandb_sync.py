@@ -10,8 +10,10 @@ on a prompt). Runs already uploaded (wandb leaves `run-*.wandb.synced`) are skip
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import shutil
 import subprocess
 import sys
@@ -64,6 +66,21 @@ def sync_command(run_dir: Path, project: str = "", entity: str = "", include_syn
     return cmd + [str(run_dir)]
 
 
+def run_quietly(cmd: list[str], env: dict, timeout: float) -> tuple[int, str]:
+    """(exit code, stdout+stderr) of cmd with no stdin; on timeout its whole process group is killed
+    (wandb starts a service process of its own) and the code is 124."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, output or ""
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return 124, (output or "") + f"\ntimed out after {timeout:g}s"
+
+
 def configure(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="{sync}", required=True)
     p = sub.add_parser("sync", help="upload every offline W&B run of an experiment")
@@ -97,17 +114,12 @@ def main(args) -> int:
             print(f"[{i}/{len(todo)}] {name}: {shlex.join(cmd)}")
             continue
         print(f"[{i}/{len(todo)}] {name}: syncing {path.name} ...", flush=True)
-        try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                                  timeout=args.timeout)
-            code, output = proc.returncode, (proc.stdout + proc.stderr).strip()
-        except subprocess.TimeoutExpired:
-            code, output = 124, f"timed out after {args.timeout:g}s"
-        lines = [ln for ln in output.splitlines() if ln.strip()]
-        problem = next((ln for ln in lines if "error" in ln.lower()), "")
+        code, output = run_quietly(cmd, env, args.timeout)
+        lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+        problem = next((ln for ln in reversed(lines) if "error" in ln.lower()), "")
         if code == 0 and not problem:
             ok += 1
-            print(f"    synced")
+            print("    synced")
         else:
             failed += 1
             print(f"    FAILED (exit {code}): {problem or (lines[-1] if lines else 'no output')}")

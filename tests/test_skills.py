@@ -352,7 +352,8 @@ def test_skill_frontmatter(skill):
     assert len(desc) <= 1024, f"{where}: description has {len(desc)} chars (max 1024)"
     assert "<" not in desc and ">" not in desc, f"{where}: no XML-like tags in the description"
     assert body.strip().startswith("#"), f"{where}: the body starts with a heading"
-    assert "../shared/" in body, f"{where}: link the shared conventions/logging spec"
+    for shared in ("../shared/logging_spec.md", "../shared/cli_conventions.md"):
+        assert f"]({shared})" in body, f"{where}: link {shared} (the one logging spec / CLI conventions)"
 
 
 @pytest.mark.parametrize("agent", agent_files(), ids=lambda p: p.stem)
@@ -550,7 +551,7 @@ def package_actions() -> set[str]:
             if not isinstance(node, ast.Call):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            index = {"log": 1, "Entry": 0, "Check": 0}.get(name)
+            index = {"log": 1, "_log": 0, "Entry": 0, "Check": 0}.get(name)
             if index is None or len(node.args) <= index:
                 continue
             arg = node.args[index]
@@ -602,7 +603,11 @@ def test_logging_spec_verb_actions_exist_in_the_package():
     section = text[text.index("Written by the verbs"):text.index("Written by the skills")]
     claimed = set(re.findall(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|", section, re.M))
     source = "\n".join(p.read_text() for p in (REPO / "cruijff_kit").rglob("*.py"))
-    absent = sorted(a for a in claimed if f'"{a}"' not in source and f"'{a}'" not in source)
+    written = package_actions() | {a for a in claimed if f'"{a}"' in source or f"'{a}'" in source}
+    if '"SCAFFOLD_" + tool' in source:  # scaffold logs one entry per worker: SCAFFOLD_<TOOL>
+        from cruijff_kit import workers
+        written |= {"SCAFFOLD_" + t.upper().replace("-", "_") for t in {**workers.PREPARATION, **workers.EVALUATION}}
+    absent = sorted(claimed - written)
     assert not absent, f"{rel(LOGGING_SPEC)} says verbs write {absent}, but no package code does (yet)"
 
 
@@ -810,7 +815,7 @@ def test_walkthrough_design_scaffold_run_summarize(tmp_path):
 
     values = {**placeholders(), "design_file": str(design_file), "experiment_dir": str(exp_dir),
               "experiment_name": name, "models_dir": str(models_dir), "scratch_dir": str(scratch),
-              "executor": "local"}
+              "executor": "local", "run_name": "tiny-llama_rank8", "run_dir": str(exp_dir / "tiny-llama_rank8")}
     # every step must exist before anything slow runs: name the missing verbs at once
     missing = []
     for step, path, line_no, line in steps:
@@ -860,16 +865,199 @@ def test_walkthrough_design_scaffold_run_summarize(tmp_path):
     status = subprocess.run([*program, "status", str(exp_dir), "--json"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert str(status.stdout).count("completed") >= 3, status.stdout
+    state = json.loads(status.stdout)
+    assert state["done"] and state["counts"]["completed"] == 3, state["counts"]
+    assert {j["state"] for j in state["jobs"]} == {"completed"}
     out_dir = scratch / "ck-outputs" / name / "ck-out-tiny-llama_rank8"
     assert (out_dir / "epoch_0").is_dir()
     assert list((run_dir / "eval" / "constant_42_epoch0" / "logs").glob("*.eval"))
     assert list((exp_dir / "tiny-llama_base" / "eval" / "constant_42" / "logs").glob("*.eval"))
     run_actions = {e.action for e in logbook.read(exp_dir / "run-experiment.log")}
     assert {"SUBMIT_JOB", "SUBMIT_EVAL", "ALL_COMPLETE"} <= run_actions, run_actions
+    # the scaffold agents' checks, as their files give them, on the scaffolded run and cell
+    agent_values = {**values, "run_dir": str(run_dir), "run_name": "tiny-llama_rank8",
+                    "cell_dir": str(run_dir / "eval" / "constant_42_epoch0")}
+    path_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    for agent in ("scaffold-torchtune", "scaffold-inspect"):
+        for block in fenced_blocks(AGENTS / f"{agent}.md"):
+            for line_no, line in block_commands(block) if block.lang in SHELL_LANGS else []:
+                for tokens in split_commands(substitute(line, agent_values)[0]):
+                    call = cli_call(tokens)
+                    argv = [*program, call[0], *call[1]] if call else tokens
+                    proc = subprocess.run(argv, cwd=REPO, env=path_env, capture_output=True, text=True, timeout=300)
+                    assert proc.returncode == 0, f"agents/{agent}.md:{line_no}: {proc.stdout}{proc.stderr}"
+                    if tokens[:2] == ["tune", "validate"]:
+                        assert "Config is well-formed!" in proc.stdout + proc.stderr
+                    if tokens[:2] == ["bash", "-n"]:
+                        assert not proc.stdout.strip() and not proc.stderr.strip()
+    assert {"CHECK_TORCHTUNE", "CHECK_INSPECT"} <= {e.action for e in logbook.read(exp_dir / "scaffold-experiment.log")}
     # summarize: tables, report, results block
     analysis = exp_dir / "analysis"
     for file in ("summary.csv", "summary.json", "summary.md"):
         assert (analysis / file).is_file(), file
     assert "tiny-llama_rank8" in (analysis / "summary.md").read_text()
     assert "<!-- ck:results:start -->" in (exp_dir / "experiment_summary.md").read_text()
+    losses = (run_dir / "losses.csv").read_text().splitlines()
+    assert losses[0].startswith("step") and len(losses) > 2, losses
+    assert json.loads((exp_dir / ".ck" / "estimate_check.json").read_text())["runs"][0]["run"] == "tiny-llama_rank8"
+
+
+# -- the run skill's procedures on a fake-but-real experiment (real local executor, bash job scripts) --------
+def skill_cli_calls(path: Path, verbs: set[str], values: dict[str, str]) -> list[tuple[int, str, list[str]]]:
+    """(line, verb, args) of the CLI calls of PATH's shell blocks whose verb is in VERBS, in file order."""
+    out = []
+    for block in fenced_blocks(path):
+        if block.lang not in SHELL_LANGS:
+            continue
+        for line_no, line in block_commands(block):
+            for tokens in split_commands(substitute(line, values)[0]):
+                call = cli_call(tokens)
+                if call and call[0] in verbs:
+                    out.append((line_no, call[0], call[1]))
+    return out
+
+
+def _exec(program: list[str], verb: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([*program, verb, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _fake_env(tmp_path: Path) -> tuple[list[str], dict]:
+    settings_file = tmp_path / "claude.local.md"
+    settings_file.write_text("- Executor: local\n")
+    env = {**os.environ, "CK_SCRATCH": str(tmp_path / "scratch"), "CK_SETTINGS": str(settings_file)}
+    return [sys.executable, "-m", "cruijff_kit"], env
+
+
+def test_run_agents_train_then_eval_stage_local(tmp_path, monkeypatch):
+    """run-torchtune's commands then run-inspect's commands run every job, evaluations after training."""
+    run_fixtures = pytest.importorskip("run_fixtures")
+    program, env = _fake_env(tmp_path)
+    monkeypatch.setenv("CK_SCRATCH", env["CK_SCRATCH"])
+    monkeypatch.setenv("CK_SETTINGS", env["CK_SETTINGS"])
+    marks = tmp_path / "marks"
+    exp = run_fixtures.standard(tmp_path / "exp", marks, runs=("a", "b"), cells=("task_epoch0",),
+                                train_sleep=0.2, eval_sleep=0.1)
+    values = {**placeholders(), "experiment_dir": str(exp), "executor": "local"}
+    for agent, stage in (("run-torchtune", "train"), ("run-inspect", "eval")):
+        calls = skill_cli_calls(AGENTS / f"{agent}.md", {"run"}, values)
+        assert calls and all("--stage" in args and stage in args for _, _, args in calls), calls
+        for line_no, verb, args in calls:
+            proc = _exec(program, verb, args, env)
+            assert proc.returncode == 0, f"agents/{agent}.md:{line_no}: {proc.stdout}{proc.stderr}"
+        states = {j: s["state"] for j, s in run_fixtures.state(exp)["jobs"].items()}
+        if stage == "train":  # the training stage ran training only
+            assert states == {"a.train": "completed", "b.train": "completed",
+                              "a.eval.task_epoch0": "pending", "b.eval.task_epoch0": "pending"}, states
+    for _line, verb, args in skill_cli_calls(AGENTS / "run-inspect.md", {"status"}, values):
+        proc = _exec(program, verb, args, env)
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["done"] and data["counts"]["completed"] == 4, data["counts"]
+    for run in ("a", "b"):
+        assert run_fixtures.stamp(marks, f"{run}.eval.task_epoch0", "start") >= run_fixtures.stamp(
+            marks, f"{run}.train", "end")
+
+
+def test_run_skill_failure_procedure_local(tmp_path, monkeypatch):
+    """run-experiment's steps on a failing training job: status shows it, the fix + resubmit completes all."""
+    run_fixtures = pytest.importorskip("run_fixtures")
+    program, env = _fake_env(tmp_path)
+    monkeypatch.setenv("CK_SCRATCH", env["CK_SCRATCH"])
+    monkeypatch.setenv("CK_SETTINGS", env["CK_SETTINGS"])
+    marks, flag = tmp_path / "marks", tmp_path / "fixed.flag"
+    broken = f'if [ ! -f "{flag}" ]; then echo "Traceback: flag missing" >&2; exit 3; fi'
+    exp = run_fixtures.standard(tmp_path / "exp", marks, runs=("a",), cells=("task_epoch0",),
+                                train_extra={"a": broken}, train_sleep=0.1, eval_sleep=0.1)
+    skill = SKILLS / "run-experiment" / "SKILL.md"
+    values = {**placeholders(), "experiment_dir": str(exp), "executor": "local"}
+    # run (the skill's one-command form): the train job fails, its eval cell is cancelled
+    run_steps = [(n, v, a) for n, v, a in skill_cli_calls(skill, {"run"}, values) if "--dry-run" not in a]
+    proc = _exec(program, run_steps[0][1], run_steps[0][2], env)
+    assert proc.returncode != 0
+    # monitor: status shows the failure with its log tail
+    status = [c for c in skill_cli_calls(skill, {"status"}, values) if "--json" in c[2]][0]
+    data = json.loads(_exec(program, status[1], status[2], env).stdout)
+    jobs = {j["id"]: j for j in data["jobs"]}
+    assert jobs["a.train"]["state"] == "failed" and "Traceback: flag missing" in jobs["a.train"]["tail"]
+    assert jobs["a.eval.task_epoch0"]["state"] == "cancelled"
+    # the fix, then the skill's failure block: DIAGNOSE log, resubmit --dry-run, resubmit
+    flag.write_text("ok")
+    for line_no, verb, args in skill_cli_calls(skill, {"log", "resubmit"}, values):
+        if verb == "log" and args[0] != "DIAGNOSE":
+            continue
+        proc = _exec(program, verb, args, env)
+        assert proc.returncode == 0, f"{rel(skill)}:{line_no}: {proc.stdout}{proc.stderr}"
+    data = json.loads(_exec(program, status[1], status[2], env).stdout)
+    assert data["done"] and data["counts"]["completed"] == 2 and data["counts"]["failed"] == 0
+    actions = [e.action for e in logbook.read(exp / "run-experiment.log")]
+    assert actions.index("JOB_FAILED") < actions.index("DIAGNOSE") < actions.index("RESUBMIT")
+    assert actions[-1] == "ALL_COMPLETE"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_run_agents_on_slurm(tmp_path, monkeypatch):
+    """On SLURM the agents submit training, then evaluation right away (afterok); monitoring as they say."""
+    if shutil.which("sbatch") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
+        pytest.skip("no SLURM here (scripts/slurm-local.sh up starts one)")
+    run_fixtures = pytest.importorskip("run_fixtures")
+    program, env = _fake_env(tmp_path)
+    monkeypatch.setenv("CK_SCRATCH", env["CK_SCRATCH"])
+    monkeypatch.setenv("CK_SETTINGS", env["CK_SETTINGS"])
+    marks = tmp_path / "marks"
+    exp = run_fixtures.standard(tmp_path / "exp", marks, runs=("a",), cells=("task_epoch0",),
+                                train_sleep=2, eval_sleep=0.1)
+    values = {**placeholders(), "experiment_dir": str(exp), "executor": "slurm"}
+    for agent in ("run-torchtune", "run-inspect"):
+        for line_no, verb, args in skill_cli_calls(AGENTS / f"{agent}.md", {"run"}, values):
+            proc = _exec(program, verb, args, env)
+            assert proc.returncode == 0, f"agents/{agent}.md:{line_no}: {proc.stdout}{proc.stderr}"
+    jobs = run_fixtures.state(exp)["jobs"]
+    assert all(j["native_id"] for j in jobs.values()), "both stages submitted without waiting"
+    status = skill_cli_calls(AGENTS / "run-inspect.md", {"status"}, values)[0]
+
+    def finished():
+        proc = _exec(program, status[1], status[2], env)
+        assert proc.returncode == 0, proc.stderr
+        try:
+            data = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"`status --json` printed more than JSON:\n{proc.stdout[:2000]}") from None
+        return data if data["done"] else None
+
+    data = run_fixtures.wait_for(finished, timeout=180, interval=2, what="all SLURM jobs final")
+    assert data["counts"]["completed"] == 2, data["counts"]
+    assert run_fixtures.stamp(marks, "a.eval.task_epoch0", "start") >= run_fixtures.stamp(marks, "a.train", "end")
+    # the agents' SLURM read commands work on the real job ids
+    ids = {j["id"]: j["native_id"] for j in data["jobs"]}
+    for block in fenced_blocks(AGENTS / "run-torchtune.md"):
+        for _, line in block_commands(block) if block.lang in SHELL_LANGS else []:
+            for tokens in split_commands(substitute(line, {**values, "n": str(ids["a.train"])})[0]):
+                if tokens[0] in ("squeue", "sacct"):
+                    proc = subprocess.run(tokens, capture_output=True, text=True, timeout=60)
+                    assert proc.returncode == 0, proc.stderr
+                    if tokens[0] == "sacct":
+                        assert "COMPLETED" in proc.stdout, proc.stdout
+
+
+def test_create_inspect_task_commands(tmp_path):
+    """The create-inspect-task skill's commands write a task file that defines its @task function."""
+    from cruijff_kit.taskscan import task_problem
+
+    program, env = _fake_env(tmp_path)
+    dataset = tmp_path / "capitals.json"
+    dataset.write_text(json.dumps({"train": [{"input": "France", "output": "Paris"}],
+                                   "validation": [{"input": "Peru", "output": "Lima"}]}))
+    values = {**placeholders(), "task_name": "capital_cities", "dataset_file": str(dataset),
+              "task_dir": str(tmp_path / "tasks")}
+    calls = skill_cli_calls(SKILLS / "create-inspect-task" / "SKILL.md", {"task"}, values)
+    assert [("--dry-run" in args) for _, _, args in calls] == [True, False]
+    for line_no, verb, args in calls:
+        proc = _exec(program, verb, args, env)
+        assert proc.returncode == 0, f"create-inspect-task/SKILL.md:{line_no}: {proc.stdout}{proc.stderr}"
+        if "--dry-run" in args:
+            assert not (tmp_path / "tasks" / "capital_cities_task.py").exists()
+    script = tmp_path / "tasks" / "capital_cities_task.py"
+    assert script.is_file() and task_problem(script, "capital_cities") == ""
+    again = _exec(program, calls[-1][1], calls[-1][2], env)
+    assert again.returncode == 2 and "--force" in again.stderr, "never overwritten without --force"

@@ -22,6 +22,7 @@ is not listed here can still be used by giving `models.base[].component`:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from cruijff_kit.errors import UserError, closest
@@ -160,6 +161,11 @@ def component_problems(block: dict) -> list[tuple[str, str, str]]:
         if not isinstance(node, dict) or not str(node.get("_component_", "")).startswith("torchtune."):
             out.append((key, "needs a mapping with a torchtune `_component_`",
                         f"e.g. {key}: {{_component_: torchtune.models....}}"))
+    for key in ("model", "tokenizer"):
+        node = block.get(key)
+        for name in (node if isinstance(node, dict) else {}):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+                out.append((f"{key}.{name}", "is not a keyword argument name", "use letters, digits and _"))
     tok = block.get("tokenizer")
     if isinstance(tok, dict) and not tok.get("path"):
         out.append(("tokenizer.path", "missing", "give the tokenizer file relative to the model directory"))

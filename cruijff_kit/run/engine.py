@@ -297,10 +297,10 @@ class Engine:
             js["started"] = status.started or now()
             self._set_state(st, job, js, RUNNING)
             return True
-        if js["state"] == PENDING:  # finished between two polls: record that it ran
+        if js["state"] == PENDING and (new != CANCELLED or status.started):
+            # finished between two polls: record that it ran
             js["started"] = status.started or js.get("started") or now()
-            if new != CANCELLED or status.started:
-                self._set_state(st, job, js, RUNNING)
+            self._set_state(st, job, js, RUNNING)
         js["started"] = js.get("started") or status.started
         js["ended"] = status.ended or now()
         js["exit_code"] = status.exit_code
@@ -601,10 +601,10 @@ class Engine:
         interval = poll_interval if poll_interval is not None else DEFAULT_POLL.get(executor_name, 1.0)
         t0 = time.monotonic()
         self.executor(executor_name)  # fail early: sbatch missing
+        self.prepare(executor_name, own_runner=blocking)  # refuses a second live runner
         old_handlers = self._install_signals() if blocking else {}
         interrupted = False
         try:
-            self.prepare(executor_name, own_runner=blocking)
             self._log("RUN_START", f"{self.command} {len(self.selected)} job(s) with the {executor_name} executor",
                       command=f"cruijff-kit {self.command} {self.exp_dir} --executor {executor_name}",
                       result=f"pid {os.getpid()}", explanation=("waits until done" if blocking else "submits and returns"),

@@ -121,7 +121,8 @@ class SlurmExecutor(Executor):
 
     def describe(self, job: JobSpec, after: list[str], env: dict | None = None) -> str:
         prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-        return (prefix + " " if prefix else "") + shlex.join(self.sbatch_args(job, after))
+        args = self.sbatch_args(job, after)
+        return (prefix + " " if prefix else "") + " ".join(args[:-1] + [shlex.quote(args[-1])])
 
     def submit(self, job: JobSpec, after: list[str], env: dict | None = None) -> str:
         script = self.script_path(job)

@@ -309,7 +309,8 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
     found = {id(c): cell_logs(cell_log_dir(exp_dir, c.run, c.dirname)) for c in cells}
     total = sum(1 for c in cells if found[id(c)])
     progress(f"reading eval logs of {total} of {len(cells)} cells")
-    every, done, started = max(1, total // 10), 0, time.monotonic()
+    every = max(1, total // 10) if total > 20 else max(total, 1)  # about ten progress lines at most
+    done, started = 0, time.monotonic()
     for cell in cells:
         cell.job_state = str(state.get(cell.job_id, {}).get("state", ""))
         paths = found[id(cell)]
@@ -331,10 +332,11 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
                 cell.completed_samples < cell.samples:
             flags.append(Flag("incomplete", cell.run, f"{cell.completed_samples}/{cell.samples} samples scored",
                               cell.dirname))
-        for key, value in cell.metrics.items():
-            if key.rsplit(".", 1)[-1] == "accuracy" and value >= saturation and cell.status == "success":
-                flags.append(Flag("saturated", cell.run, f"{key} = {value:.3f} >= {saturation:g}: this task no "
-                                  "longer separates the runs", cell.dirname))
+        at_ceiling = [f"{key} = {value:.3f}" for key, value in cell.metrics.items()
+                      if key.rsplit(".", 1)[-1] == "accuracy" and value >= saturation]
+        if at_ceiling and cell.status == "success":
+            flags.append(Flag("saturated", cell.run, f"{', '.join(at_ceiling)} (>= {saturation:g}): at the "
+                              "ceiling, the task cannot show further gains", cell.dirname))
     metrics = list(dict.fromkeys(k for c in cells for k in c.metrics))
     collected = Collected(exp, exp_dir, runs, cells, flags, metrics,
                           [v for v in exp.variables if v != "model"],

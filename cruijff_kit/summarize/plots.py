@@ -40,6 +40,19 @@ def metric_label(metric: str) -> str:
     return metric.replace(".", " ")
 
 
+def figure_title(path: Path) -> str:
+    """A caption from a figure's file name: loss_dataset_label-pp.png -> 'Loss, dataset_label = pp'."""
+    stem = path.stem
+    if stem == "loss_all":
+        return "Loss, all runs"
+    if stem.startswith("loss_"):
+        var, _, level = stem[len("loss_"):].partition("-")
+        return f"Loss, {var} = {level}"
+    if stem.startswith("scores_"):
+        return f"Scores, {stem[len('scores_'):]}"
+    return stem
+
+
 # -- grouping --------------------------------------------------------------------------------------
 def loss_groups(collected) -> list[tuple[str, str, list]]:
     """(file name, title, runs) per loss figure; runs are RunResults with a loss curve."""
@@ -140,8 +153,9 @@ def score_figure(title: str, cells: list, metrics: list[str], path: Path, satura
             errors = [c.metrics.get(err_key, 0.0) if c.metrics.get(err_key) == c.metrics.get(err_key) else 0.0
                       for c in cells]
             offsets = [x - 0.4 + width * (j + 0.5) for x in xs]
-            ax.bar(offsets, values, width=width * 0.95, yerr=errors, capsize=4, color=colors(j % 10),
-                   label=metric_label(metric))
+            bars = ax.bar(offsets, values, width=width * 0.95, yerr=errors, capsize=4, color=colors(j % 10),
+                          label=metric_label(metric))
+            ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
             top = max([top] + [v + e for v, e in zip(values, errors)])
         if top <= 1.0:
             ax.set_ylim(0, 1.05)

@@ -13,7 +13,7 @@ from cruijff_kit.files import atomic_write
 from cruijff_kit.losses import csv_cell
 from cruijff_kit.render import render
 from cruijff_kit.summarize.collect import Collected, columns, rows
-from cruijff_kit.summarize.plots import cell_label, metric_label, value_text
+from cruijff_kit.summarize.plots import cell_label, figure_title, metric_label, value_text
 
 ANALYSIS = "analysis"
 SUMMARY_MD = "experiment_summary.md"
@@ -112,7 +112,7 @@ def figure_links(figures: list[Path], base: Path) -> list[dict]:
     for path in figures:
         if path.suffix != ".png":
             continue
-        out.append({"title": path.stem.replace("_", " "), "path": str(path.relative_to(base))})
+        out.append({"title": figure_title(path), "path": str(path.relative_to(base))})
     return out
 
 
@@ -122,7 +122,10 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
     return {"exp": c.exp, "generated": c.generated, "tables": score_tables(c), "losses": loss_table(c),
             "flags": [f.line() for f in c.flags], "figures": figure_links(figures, base),
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
-            "html": [str(p.relative_to(base)) for p in figures if p.suffix == ".html"]}
+            "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
+                      "note": "score charts and tables, self-contained, works offline"}]
+            + [{"path": str(p.relative_to(base)), "note": "inspect-viz; its widget loads from cdn.jsdelivr.net"}
+               for p in figures if p.suffix == ".html"]}
 
 
 # -- offline HTML ----------------------------------------------------------------------------------

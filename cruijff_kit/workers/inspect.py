@@ -30,7 +30,6 @@ from cruijff_kit.taskscan import task_problem
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
 CONFIG_FILE = "eval_config.yaml"
 SCRIPT_FILE = "inspect.slurm"
-TASK_ARGS = ("data_path", "split", "prompt", "system_prompt")
 
 # Known scorers and their parameters (plain data: validation needs no inspect import).
 # param -> {"type": bool|str|number|list, "choices": [...], "required": bool}. Kept in step with

@@ -36,10 +36,9 @@ shell script is shell-quoted and every path that reaches a job script is checked
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from cruijff_kit.errors import ProblemList, UserError
@@ -86,6 +85,15 @@ _OMEGA = re.compile(r"(\\*)\$\{")
 def yv(value, *, omegaconf: bool = False) -> str:
     """YAML text for a value. Floats always carry a '.', so PyYAML reads 1e-05 back as a float.
     With omegaconf, `${` in strings is escaped so OmegaConf (torchtune's loader) keeps it literal."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yv(v, omegaconf=omegaconf) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {yv(v, omegaconf=omegaconf)}" for k, v in value.items()) + "}"
+    return _scalar(value, type(value), omegaconf)
+
+
+@lru_cache(maxsize=65536)  # a sweep repeats the same values run after run
+def _scalar(value, _type, omegaconf: bool) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -98,10 +106,6 @@ def yv(value, *, omegaconf: bool = False) -> str:
             mantissa, exp = text.split("e")
             text = f"{mantissa}.0e{exp}"
         return text
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(yv(v, omegaconf=omegaconf) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {yv(v, omegaconf=omegaconf)}" for k, v in value.items()) + "}"
     text = str(value)
     if omegaconf and "${" in text:
         text = _OMEGA.sub(lambda m: m.group(1) * 2 + "\\${", text)
@@ -109,7 +113,7 @@ def yv(value, *, omegaconf: bool = False) -> str:
 
 
 # -- recipe and data lookups (cached: a 1,000-run design asks once) --------------------------------
-@lru_cache(maxsize=None)
+@cache
 def module_file(dotted: str) -> str:
     """The .py file of a module, found without importing it or its packages (no torch at scaffold time)."""
     import importlib.machinery
@@ -120,7 +124,7 @@ def module_file(dotted: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         return ""
     locations = list(spec.submodule_search_locations)
-    for i, part in enumerate(parts[1:], start=1):
+    for i in range(1, len(parts)):
         spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), locations)
         if spec is None:
             return ""
@@ -149,9 +153,17 @@ def resolve_recipe(name: str) -> str:
     return RECIPE_ALIASES.get(name, "")
 
 
-@lru_cache(maxsize=None)
 def split_sizes(path: str) -> dict | None:
     """{"train": n, "validation": m, ...} of a data file; None when missing or unreadable."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return _split_sizes(path, st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _split_sizes(path: str, _mtime: int, _size: int) -> dict | None:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -255,7 +267,9 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
         problems.error(at, "this run trains but the design has no training data",
                        "add data.preference" if dpo else "add data.training")
         return None
-    sizes = split_sizes(str(dataset))
+    if ("sizes", dataset) not in cache:
+        cache["sizes", dataset] = split_sizes(str(dataset))
+    sizes = cache["sizes", dataset]
     if sizes is None:
         problems.warn(f"data.{'preference' if dpo else 'training'}.path", f"{dataset} not found (yet)",
                       "create it before the run starts (the job reads it then)")
@@ -466,7 +480,14 @@ def job_spec(plan: Plan) -> JobSpec:
 
 
 # -- the worker interface --------------------------------------------------------------------------
-def _plans(exp: Experiment, settings: Settings, problems: ProblemList) -> list[Plan]:
+_LAST: list = []  # (exp, settings, plans, problems) of the last check(): render() right after reuses it
+
+
+def _plans(exp: Experiment, settings: Settings) -> tuple[list[Plan], list]:
+    """Plans of every training run and the problems found; computed once per (exp, settings) pair."""
+    if _LAST and _LAST[0] is exp and _LAST[1] is settings:
+        return _LAST[2], _LAST[3]
+    problems = ProblemList(str(exp.source))
     cache: dict = {}
     plans = []
     for i, run in enumerate(exp.runs):
@@ -474,17 +495,20 @@ def _plans(exp: Experiment, settings: Settings, problems: ProblemList) -> list[P
             plan = plan_run(exp, run, settings, problems, index=i, cache=cache)
             if plan is not None:
                 plans.append(plan)
-    return plans
+    _LAST[:] = [exp, settings, plans, problems.problems]
+    return plans, problems.problems
 
 
 def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
-    _plans(exp, settings, problems)
+    _, found = _plans(exp, settings)
+    for p in found:
+        (problems.error if p.level == "error" else problems.warn)(p.path, p.message, p.hint)
 
 
 def render(exp: Experiment, settings: Settings, files) -> list[JobSpec]:
-    problems = ProblemList(str(exp.source))
-    plans = _plans(exp, settings, problems)
-    problems.raise_if_errors()
+    plans, found = _plans(exp, settings)
+    errors = ProblemList(str(exp.source), [p for p in found if p.level == "error"])
+    errors.raise_if_errors()
     env = job_environment(settings, exp.dir)
     jobs = []
     for plan in plans:
@@ -492,11 +516,6 @@ def render(exp: Experiment, settings: Settings, files) -> list[JobSpec]:
             files.add(f"{plan.rel_dir}/{name}", text, executable=name.endswith(".slurm"))
         jobs.append(job_spec(plan))
     return jobs
-
-
-def output_dirs(exp: Experiment, settings: Settings) -> list[Path]:
-    """Where the training jobs write (SLURM needs the --output directory to exist at submission)."""
-    return [settings.output_dir(exp.name, run.name) for run in exp.runs if run.trains]
 
 
 __all__ = ["check", "render", "plan_run", "render_run", "job_spec", "Plan", "yv", "resolve_recipe",

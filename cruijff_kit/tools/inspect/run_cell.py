@@ -301,8 +301,8 @@ def _register_progress_hook() -> None:
             PROGRESS["done"] += 1
             done, total = PROGRESS["done"], PROGRESS["total"]
             if done == total or done % PROGRESS["every"] == 0:
-                rate = done / max(time.monotonic() - PROGRESS["started"], 1e-9)
-                say(f"eval {PROGRESS['label']}: {done}/{total or '?'} samples ({rate:.1f}/s)")
+                elapsed = time.monotonic() - PROGRESS["started"]
+                say(f"eval {PROGRESS['label']}: {done}/{total or '?'} samples ({elapsed:.1f}s)")
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -310,31 +310,35 @@ def run(config: dict) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no \r progress bars in job logs
     started = time.monotonic()
-    from inspect_ai import eval as inspect_eval
-
-    device = str(config.get("device") or "cpu")
-    check_device(device)
-    task, given = build_task(config)
-    log_dir = Path(config["log_dir"])
-    log_dir.mkdir(parents=True, exist_ok=True)
-    limit = config.get("limit")
-    total = sample_count(task, limit)
     label = config.get("cell") or config["task"]
-    PROGRESS.update(active=True, done=0, total=total, label=label, every=max(1, total // 10),
-                    started=time.monotonic())
-    _register_progress_hook()
-    with prepared_model(config) as (model_dir, tokenizer_dir):
+    device = str(config.get("device") or "cpu")
+    with prepared_model(config) as (model_dir, tokenizer_dir):  # cheap file checks first, then imports
         margs = model_args(config, model_dir, tokenizer_dir)
+        check_device(device)
+        from inspect_ai import eval as inspect_eval
+
+        task, given = build_task(config)
+        log_dir = Path(config["log_dir"])
+        log_dir.mkdir(parents=True, exist_ok=True)
+        limit = config.get("limit")
+        total = sample_count(task, limit)
         say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
             f"{config.get('dataset_type', 'chat_completion')}, "
             f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
-        metadata = {k: config.get(k) for k in ("experiment", "run", "task", "epoch", "cell", "vis_label",
-                                                "run_type", "dataset_type")}
+        metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "cell",
+                                                "vis_label", "dataset_type")}
         metadata.update(model_path=str(config["model_path"]), task_args=given)
-        logs = inspect_eval(task, model="hf/local", model_args=margs, log_dir=str(log_dir), limit=limit,
-                            display="none", log_level="warning", metadata=metadata, **generate_args(config))
-    PROGRESS["active"] = False
+        PROGRESS.update(active=True, done=0, total=total, label=label, every=max(1, total // 10),
+                        started=time.monotonic())
+        _register_progress_hook()
+        try:
+            logs = inspect_eval(task, model="hf/local", model_args=margs, log_dir=str(log_dir), limit=limit,
+                                display="none", log_level="warning", metadata=metadata,
+                                **generate_args(config))
+        finally:
+            PROGRESS["active"] = False
     log = logs[0]
     elapsed = time.monotonic() - started
     if log.status != "success":

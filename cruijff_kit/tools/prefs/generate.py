@@ -45,8 +45,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PREFIX = "[cruijff_kit]"
 SKIP_REASONS = ("all_correct", "none_correct", "duplicate")

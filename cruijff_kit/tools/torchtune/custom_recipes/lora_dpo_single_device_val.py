@@ -61,12 +61,11 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torchtune import config, rlhf, training, utils
+from torchtune import config, training, utils
 from torchtune.data import CROSS_ENTROPY_IGNORE_IDX
 from torchtune.modules.peft import disable_adapter
 from tqdm import tqdm
@@ -209,11 +208,23 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
 
     # ------------------------------------------------------------------ steps
     def _logps(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed response log-probs of the chosen (first half) and rejected (second half) sequences."""
+        """Summed response log-probs of the chosen (first half) and rejected (second half) sequences.
+
+        Same value as ``torchtune.rlhf.get_batch_log_probs`` (next-token log-prob of every labelled
+        token, summed per sequence), but the log-softmax runs over the labelled positions only: the
+        response is a few tokens of a long sequence, and a full ``(batch, seq, vocab)`` log-softmax
+        dominates time and memory for large vocabularies.
+        """
         with self._act_ctx:
             logits = self._model(input_ids)
-        logps = rlhf.get_batch_log_probs(logits, labels, label_pad_token_id=self._ignore_index)
-        del logits
+        targets = labels[:, 1:]
+        keep = targets != self._ignore_index
+        rows = keep.nonzero(as_tuple=True)
+        picked = logits[:, :-1][rows].float().log_softmax(-1)
+        token_logps = picked.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1)
+        del logits, picked
+        logps = torch.zeros(input_ids.shape[0], device=token_logps.device, dtype=token_logps.dtype)
+        logps = logps.index_add(0, rows[0], token_logps)
         half = input_ids.shape[0] // 2
         return logps[:half], logps[half:]
 

@@ -177,13 +177,7 @@ class LoRAFinetuneRecipeSingleDeviceVal:
             log.warning("run_val_every_n_steps / run_val_at_start are set but there is no dataset_val: "
                         "no validation will run")
 
-        self._steps_per_epoch = len(self._dataloader) // self._gradient_accumulation_steps
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < self._steps_per_epoch:
-            self._steps_per_epoch = int(self.max_steps_per_epoch)
-        if self._steps_per_epoch < 1:
-            raise ValueError(f"an epoch has no optimizer step: {len(self._dataloader)} batches of "
-                             f"{self._batch_size} (drop_last) / gradient_accumulation_steps "
-                             f"{self._gradient_accumulation_steps}")
+        self._steps_per_epoch = self._compute_steps_per_epoch()
         if resume_state:
             self._restore_recipe_state(resume_state)
 
@@ -196,6 +190,16 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         self._stats["setup_s"] += time.perf_counter() - self._t_start
         self._stats["jobs"] += 1
         self._stats.update(self._static_facts(cfg))
+
+    def _compute_steps_per_epoch(self) -> int:
+        steps = len(self._dataloader) // self._gradient_accumulation_steps
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < steps:
+            steps = int(self.max_steps_per_epoch)
+        if steps < 1:
+            raise ValueError(f"an epoch has no optimizer step: {len(self._dataloader)} batches of "
+                             f"{self._batch_size} (drop_last) / gradient_accumulation_steps "
+                             f"{self._gradient_accumulation_steps}")
+        return steps
 
     @staticmethod
     def _checkpointer_cfg(cfg_ckpt: DictConfig) -> DictConfig:
@@ -225,15 +229,18 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         return state
 
     def _restore_recipe_state(self, state: dict[str, Any]) -> None:
+        """Epochs run, seed, max_steps_per_epoch and the running stats of the interrupted run.
+
+        Called once the dataloaders and steps_per_epoch are set up; sets global_step."""
         self.epochs_run = int(state[training.EPOCHS_KEY])
         if self.seed != state[training.SEED_KEY]:
             log.warning(f"seed {self.seed} differs from the checkpoint's; using {state[training.SEED_KEY]}")
             self.seed = state[training.SEED_KEY]
+            self._sampler.seed = self.seed  # the data order of the interrupted run
         if self.max_steps_per_epoch != state[training.MAX_STEPS_KEY]:
             log.warning("max_steps_per_epoch differs from the checkpoint's; using the checkpoint's")
             self.max_steps_per_epoch = state[training.MAX_STEPS_KEY]
-            if self.max_steps_per_epoch is not None:
-                self._steps_per_epoch = min(self._steps_per_epoch, int(self.max_steps_per_epoch))
+            self._steps_per_epoch = self._compute_steps_per_epoch()
         if self.total_epochs != state[training.TOTAL_EPOCHS_KEY]:
             log.warning(f"epochs is {self.total_epochs}, the checkpoint was for "
                         f"{state[training.TOTAL_EPOCHS_KEY]}; using {self.total_epochs}")
@@ -371,88 +378,94 @@ class LoRAFinetuneRecipeSingleDeviceVal:
             log.info("torch.compile is on: the first step compiles the model (slow)")
         if self._run_val_at_start and self.global_step == 0:
             self._run_validation(epoch=0)
-
-        stats = self._stats
-        ignore, pad_id = self._ignore_index, self._tokenizer.pad_id
-        gas = self._gradient_accumulation_steps
-        trainable = [p for p in self._model.parameters() if p.requires_grad]
+        self._trainable = [p for p in self._model.parameters() if p.requires_grad]
         self._model.train()
         with self._profiler as prof:
             for epoch in range(self.epochs_run, self.total_epochs):
-                self._sampler.set_epoch(epoch)
-                pbar = tqdm(total=self._steps_per_epoch, desc=f"epoch {epoch}", file=sys.stderr)
-                epoch_loss = torch.zeros((), device=self._device, dtype=torch.float32)
-                epoch_trained = 0
-                running_loss = torch.zeros((), device=self._device, dtype=torch.float32)
-                step_trained = 0  # unmasked label tokens in the current optimizer step
-                log_trained, log_t0 = 0, time.perf_counter()
-                t_loop = time.perf_counter()
-                val_s_before = stats["val_s"]
-                steps_this_epoch = 0
-                for idx, batch in enumerate(self._dataloader):
-                    # Token counts on the host, before the batch moves: no device sync.
-                    labels = batch["labels"]
-                    n_trained = int((labels != ignore).sum())
-                    stats["tokens"] += int((batch["tokens"] != pad_id).sum())
-                    stats["padded_tokens"] += batch["tokens"].numel()
-                    stats["samples"] += labels.shape[0]
-                    utils.batch_to_device(batch, self._device)
-                    step_trained += n_trained
-                    # Mean loss times its token count, so accumulated steps normalise by all their tokens.
-                    loss = self._loss(batch) * n_trained
-                    running_loss += loss.detach().float()
-                    loss.backward()
-
-                    if (idx + 1) % gas == 0:
-                        scale = 1.0 / max(step_trained, 1)
-                        for p in trainable:
-                            if p.grad is not None:
-                                p.grad.mul_(scale)
-                        grad_norm = None
-                        if self._clip_grad_norm is not None:
-                            grad_norm = torch.nn.utils.clip_grad_norm_(
-                                trainable, max_norm=float(self._clip_grad_norm))
-                        self._optimizer.step()
-                        self._optimizer.zero_grad(set_to_none=True)
-                        self._lr_scheduler.step()
-                        self.global_step += 1
-                        steps_this_epoch += 1
-                        epoch_loss += running_loss
-                        epoch_trained += step_trained
-                        stats["trained_tokens"] += step_trained
-                        log_trained += step_trained
-                        last_step = steps_this_epoch == self._steps_per_epoch
-                        if self.global_step % self._log_every_n_steps == 0 or last_step:
-                            step_loss = running_loss.item() / max(step_trained, 1)
-                            self._log_train_step(step_loss, log_trained, time.perf_counter() - log_t0, grad_norm)
-                            pbar.set_description(f"epoch {epoch}|step {self.global_step}|loss {step_loss:.4f}")
-                            log_trained = 0
-                        pbar.update(1)
-                        running_loss = torch.zeros((), device=self._device, dtype=torch.float32)
-                        step_trained = 0
-                        if (self._run_val_every_n_steps
-                                and self.global_step % self._run_val_every_n_steps == 0):
-                            self._run_validation(epoch)
-                        log_t0 = time.perf_counter() if log_trained == 0 else log_t0
-                        if last_step:
-                            prof.step()
-                            break
-                    prof.step()
-                pbar.close()
+                t0, val_s0 = time.perf_counter(), self._stats["val_s"]
+                epoch_loss, epoch_trained = self._train_epoch(epoch, prof)
                 if self._device.type == "cuda":
                     torch.cuda.synchronize(self._device)
-                stats["train_s"] += time.perf_counter() - t_loop - (stats["val_s"] - val_s_before)
+                self._stats["train_s"] += time.perf_counter() - t0 - (self._stats["val_s"] - val_s0)
                 if self._run_val_at_epoch_end:
                     self._run_validation(epoch, at_epoch_end=True)
                 self.epochs_run = epoch + 1
-                stats["epochs"].append({
+                last_val = self._stats["val"][-1] if self._stats["val"] else None
+                self._stats["epochs"].append({
                     "epoch": epoch, "step": self.global_step,
-                    "train_loss_mean": epoch_loss.item() / max(epoch_trained, 1),
-                    "val_loss": (stats["val"][-1]["val_loss"]
-                                 if stats["val"] and stats["val"][-1]["step"] == self.global_step else None),
+                    "train_loss_mean": epoch_loss / max(epoch_trained, 1),
+                    "val_loss": last_val["val_loss"] if last_val and last_val["step"] == self.global_step else None,
                 })
                 self.save_checkpoint(epoch)
                 self._write_summary()
+
+    def _train_epoch(self, epoch: int, prof) -> tuple[float, int]:
+        """One epoch of optimizer steps; returns (sum of token losses, trained tokens) for the epoch mean."""
+        stats, ignore, pad_id = self._stats, self._ignore_index, self._tokenizer.pad_id
+        gas = self._gradient_accumulation_steps
+        self._sampler.set_epoch(epoch)
+        pbar = tqdm(total=self._steps_per_epoch, desc=f"epoch {epoch}", file=sys.stderr)
+        epoch_loss = torch.zeros((), device=self._device, dtype=torch.float32)
+        running_loss = torch.zeros((), device=self._device, dtype=torch.float32)
+        epoch_trained = step_trained = log_trained = 0  # unmasked label tokens
+        steps = 0
+        log_t0 = time.perf_counter()
+        for idx, batch in enumerate(self._dataloader):
+            # Token counts on the host, before the batch moves to the device: no sync.
+            labels = batch["labels"]
+            n_trained = int((labels != ignore).sum())
+            stats["tokens"] += int((batch["tokens"] != pad_id).sum())
+            stats["padded_tokens"] += batch["tokens"].numel()
+            stats["samples"] += labels.shape[0]
+            step_trained += n_trained
+            utils.batch_to_device(batch, self._device)
+            # Mean loss times its token count; the step divides by all of its tokens (grad accumulation).
+            loss = self._loss(batch) * n_trained
+            running_loss += loss.detach().float()
+            loss.backward()
+            if (idx + 1) % gas:
+                prof.step()
+                continue
+
+            grad_norm = self._optimizer_step(step_trained)
+            steps += 1
+            epoch_loss += running_loss
+            epoch_trained += step_trained
+            log_trained += step_trained
+            stats["trained_tokens"] += step_trained
+            last_step = steps == self._steps_per_epoch
+            if self.global_step % self._log_every_n_steps == 0 or last_step:
+                step_loss = running_loss.item() / max(step_trained, 1)  # the step's only host sync
+                self._log_train_step(step_loss, log_trained, time.perf_counter() - log_t0, grad_norm)
+                pbar.set_description(f"epoch {epoch}|step {self.global_step}|loss {step_loss:.4f}")
+                log_trained, log_t0 = 0, time.perf_counter()
+            pbar.update(1)
+            running_loss.zero_()
+            step_trained = 0
+            if self._run_val_every_n_steps and self.global_step % self._run_val_every_n_steps == 0:
+                t_val = time.perf_counter()
+                self._run_validation(epoch)
+                log_t0 += time.perf_counter() - t_val  # validation time is not step time
+            prof.step()
+            if last_step:
+                break
+        pbar.close()
+        return epoch_loss.item(), epoch_trained
+
+    def _optimizer_step(self, n_tokens: int):
+        """Normalise the accumulated gradients by the step's token count, clip, step; returns the grad norm."""
+        scale = 1.0 / max(n_tokens, 1)
+        for p in self._trainable:
+            if p.grad is not None:
+                p.grad.mul_(scale)
+        grad_norm = None
+        if self._clip_grad_norm is not None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, max_norm=float(self._clip_grad_norm))
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+        self._lr_scheduler.step()
+        self.global_step += 1
+        return grad_norm
 
     def _log_train_step(self, loss: float, trained: int, seconds: float, grad_norm) -> None:
         stats = self._stats
