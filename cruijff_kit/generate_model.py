@@ -35,7 +35,7 @@ import difflib
 import itertools
 import re
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from functools import lru_cache, cache
 from pathlib import Path
 
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
@@ -229,27 +229,30 @@ def _type_name(f) -> str:
     return str(f.type).replace(" ", "")
 
 
-CONTROL_TYPES = {f.name: _type_name(f) for f in fields(Controls)}
+CONTROL_TYPES = {f.name: _type_name(f) for f in fields(Controls)}  # for _coerce
+
+
+@cache
+def _control_validator(name: str):
+    """A jsonschema validator for one control: the design schema's own rule (type, range, choices)."""
+    import jsonschema
+
+    from cruijff_kit.experiment.load import schema
+
+    node = schema()["$defs"]["control_fields"]["properties"].get(name)
+    return jsonschema.Draft202012Validator({**node, "$defs": schema()["$defs"]}) if node else None
 
 
 def _type_problem(name: str, value) -> str:
-    """'' when `value` fits control `name`, else what it should be."""
-    kind = CONTROL_TYPES.get(name, "")
-    if kind == "bool":
-        return "" if isinstance(value, bool) else "expected true or false"
-    if kind == "int":
-        return "" if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
-    if kind == "int|None":
-        return "" if value is None or (isinstance(value, int) and not isinstance(value, bool)) else \
-            "expected a whole number or null"
-    if kind == "float":
-        return "" if isinstance(value, (int, float)) and not isinstance(value, bool) else "expected a number"
-    if kind == "str":
-        return "" if isinstance(value, str) else "expected text"
-    if kind == "tuple":
-        return "" if isinstance(value, list) and all(isinstance(v, str) for v in value) else \
-            "expected a list of names"
-    return ""
+    """'' when `value` is a valid value of control `name` (as in a design), else what is wrong."""
+    from cruijff_kit.experiment.load import _describe
+
+    validator = _control_validator(name)
+    error = next(iter(validator.iter_errors(value)), None) if validator else None
+    if error is None:
+        return ""
+    message, hint = _describe(error)
+    return f"{message}; {hint}" if hint else message
 
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -394,7 +397,7 @@ def load_sweep(directory: str | Path, *, profile: str | None = None, settings: S
         value = _coerce(ours, value)
         why = _type_problem(ours, value)
         if why:
-            problems.error(f"controls.{key}", f"{value!r}: {why}", "")
+            problems.error(f"controls.{key}", why)
             continue
         user_names[ours] = key
         values[ours] = value
@@ -415,7 +418,7 @@ def load_sweep(directory: str | Path, *, profile: str | None = None, settings: S
         bad = [(i, _type_problem(ours, v)) for i, v in enumerate(options)]
         bad = [(i, why) for i, why in bad if why]
         for i, why in bad:
-            problems.error(f"{path}[{i}]", f"{options[i]!r}: {why}", "")
+            problems.error(f"{path}[{i}]", why)
         if bad:
             continue
         if len(set(map(repr, options))) != len(options):
@@ -471,6 +474,18 @@ def load_sweep(directory: str | Path, *, profile: str | None = None, settings: S
         problems.error("output.slurm_scripts", f"{slurm_scripts!r}: expected true or false", "")
     slurm = _mapping(problems, data, "slurm")
     _unknown(problems, slurm, SLURM_KEYS, "slurm")
+    if slurm_scripts is True:
+        from cruijff_kit.workers.torchtune import SAFE_PATH, SAFE_SBATCH
+
+        for key, value in slurm.items():
+            if key in ("gpus", "cpus") and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                problems.error(f"slurm.{key}", f"{value!r} is not a count", "give a whole number")
+            elif not SAFE_SBATCH.match(str(value)):
+                problems.error(f"slurm.{key}", f"{value!r} cannot go into an #SBATCH line", "remove spaces and quotes")
+        if not SAFE_PATH.match(str(root)):
+            problems.error("output.slurm_scripts", f"the sweep directory {str(root)!r} has characters job scripts "
+                           "cannot take safely", "move it to a path of letters, digits and . _ - / only, or set "
+                           "slurm_scripts: false")
 
     # evaluation
     ev = _mapping(problems, data, "evaluation")

@@ -24,8 +24,14 @@ def _yaml_scalar(value) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        text = repr(value)  # YAML 1.1 (PyYAML) reads 1e-05 as a string: write 1.0e-05
+        mantissa, _, exponent = text.partition("e")
+        if exponent and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
+        return text
     return json.dumps(str(value), ensure_ascii=False)
 
 

@@ -22,8 +22,10 @@ step "3/6 validate the design and check its resources"
 $CK validate "$DESIGN" --profile tiny
 $CK design verify "$DESIGN" --profile tiny
 
-step "4/6 scaffold run directories, configs and job scripts"
+step "4/6 scaffold run directories, configs and job scripts; estimate; render the plan"
 $CK scaffold "$DESIGN" --profile tiny
+$CK estimate "$DESIGN" --profile tiny
+$CK design summary "$DESIGN" --profile tiny
 EXP_DIR="$($CK validate "$DESIGN" --profile tiny --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')"
 
 step "5/6 train 8 runs and evaluate them ($EXECUTOR executor)"

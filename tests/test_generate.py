@@ -249,7 +249,15 @@ def test_controls_of_our_recipe_are_refused(sweep, capsys):
     rc, out, err = generate(capsys, sweep)
     assert rc == 2
     assert "controls.run_val_every_n_steps: run_val_every_n_steps is not available in generate" in err
-    assert "controls.lora_rank: 'eight': expected a whole number" in err
+    assert "controls.lora_rank: 'eight' has the wrong type; expected integer" in err
+    edit_yaml(sweep / "experiment.yaml", lambda d: (d["controls"].update(dtype="fp16", lr_scheduler="cosin"),
+                                                    d["controls"].pop("run_val_every_n_steps"),
+                                                    d["controls"].pop("lora_rank")))
+    rc, out, err = generate(capsys, sweep)
+    assert rc == 2
+    assert "controls.dtype: 'fp16' is not supported; supported values: fp32, bf16" in err
+    assert "controls.lr_scheduler: 'cosin' is not supported; supported values: cosine, constant; did you " \
+        "mean cosine?" in err
 
 
 def test_grid_size_warnings_and_confirmation(sweep, capsys):
@@ -428,3 +436,11 @@ def test_sbatch_accepts_the_array_scripts(sweep, capsys):
                               text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert "to start at" in proc.stderr  # sbatch --test-only reports on stderr
+
+
+def test_unsafe_slurm_values_are_refused(sweep, capsys):
+    edit_yaml(sweep / "experiment.yaml", lambda d: d.update(slurm={"time": "1 hour", "cpus": "four"}))
+    rc, out, err = generate(capsys, sweep)
+    assert rc == 2
+    assert "slurm.time: '1 hour' cannot go into an #SBATCH line; remove spaces and quotes" in err
+    assert "slurm.cpus: 'four' is not a count" in err

@@ -61,6 +61,7 @@ def test_read_losses_summary_matches_the_recipe_record(output_dir):
     assert curve.files == [output_dir / "logs" / real_log().name]
 
 
+@pytest.mark.slow
 def test_real_torchtune_disklogger_output_parses(tmp_path):
     """Write with torchtune's DiskLogger itself (log_dict and the single-metric log) and read it back."""
     from torchtune.training.metric_logging import DiskLogger

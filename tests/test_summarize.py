@@ -255,6 +255,7 @@ def test_summarize_user_errors_are_one_line(tmp_path, scratch, capsys):
     assert "--saturation: 2.0 is out of range" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_summarize_runs_as_a_real_command(experiment):
     """What a user's shell sees: exit 0, a results table on stdout, no traceback (no plots: fast)."""
     proc = subprocess.run([sys.executable, "-m", "cruijff_kit", "summarize", str(experiment), "--no-plots"],
@@ -331,3 +332,25 @@ def test_wandb_sync_without_runs_is_a_user_error(experiment, capsys):
     assert cli_main(["wandb", "sync", str(experiment)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no offline W&B runs" in err[0]
+
+
+@pytest.mark.slow
+def test_wandb_sync_reports_failures_without_waiting_on_a_prompt(experiment, offline_run, tmp_path, monkeypatch,
+                                                                 capsys):
+    """The real `wandb sync`, with no credentials: a clear failure, not a login prompt; then an
+    unreachable server: the per-run timeout ends it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc credentials
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    assert cli_main(["wandb", "sync", str(experiment)]) == 1
+    out = capsys.readouterr().out
+    assert "[1/1] up_output_only: syncing offline-run-" in out
+    assert "FAILED (exit 1): Error: No API key configured" in out
+    assert "0 synced, 1 failed, 0 skipped" in out
+    assert time.monotonic() - started < 120
+
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    assert cli_main(["wandb", "sync", str(experiment), "--timeout", "8"]) == 1
+    assert "FAILED (exit 124): timed out after 8s" in capsys.readouterr().out

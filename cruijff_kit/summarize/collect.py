@@ -6,8 +6,10 @@ Inputs (all read defensively; anything missing becomes a flag, never a crash):
 * `{exp}/jobs.json` (train job output dirs) and `{exp}/.ck/state.json` (`{"jobs": {id: {"state", "started",
   "ended", ...}}}`, written by the run engine) -> job states and times;
 * per trained run: output_dir from `{run}/finetune.yaml` (else jobs.json, else the settings' scratch layout),
-  its DiskLogger logs (`cruijff_kit.losses`), `training_summary.json` and `{exp}/{run}/compute.json`;
-* per eval cell: `{exp}/{run}/eval/{cell}/logs/*.eval`, read header-only with inspect-ai.
+  its DiskLogger logs (`cruijff_kit.losses`), `training_summary.json` and `{exp}/{run}/compute.json` (the job's
+  wall time wins over the recipe's own);
+* per eval cell: `{exp}/{run}/eval/{cell}/logs/*.eval`, read header-only with inspect-ai, and the cell's
+  compute.json (job wall time; the run engine writes it next to each job script).
 """
 from __future__ import annotations
 
@@ -320,6 +322,9 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
                               cell.dirname))
             continue
         read_cell(cell, paths, exp_dir)
+        job_wall = _number(read_record(cell_log_dir(exp_dir, cell.run, cell.dirname).parent / COMPUTE_FILE),
+                           "wall_s")
+        cell.eval_s = job_wall if job_wall is not None else cell.eval_s
         done += 1
         if done % every == 0 or done == total:
             progress(f"  {done}/{total} eval logs read ({time.monotonic() - started:.1f}s)")

@@ -2,8 +2,12 @@
 
 Run it either way (``key=value`` overrides work in both)::
 
-    tune run /abs/path/to/lora_dpo_single_device_val.py --config dpo.yaml
     python -m cruijff_kit.tools.torchtune.custom_recipes.lora_dpo_single_device_val --config dpo.yaml
+    tune run cruijff_kit/tools/torchtune/custom_recipes/lora_dpo_single_device_val.py --config dpo.yaml
+
+(torchtune 0.6.1's ``tune run`` turns a custom recipe's path into a module name by replacing ``/`` with
+``.``, so it needs the package-relative path above, from any directory; an absolute path fails with
+"Relative module names not supported".)
 
 The policy is the checkpointer's model plus trainable LoRA adapters; the reference is the same model
 with the adapters switched off. Point ``checkpointer.checkpoint_dir`` at an SFT run's ``epoch_N/``
