@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cruijff-kit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cruijff-kit status --json | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def verb_entry(verb: str) -> None:

@@ -58,5 +58,10 @@ def yaml_load(text: str):
 def yaml_dump(obj) -> str:
     import yaml
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(obj, Dumper=dumper, sort_keys=False, allow_unicode=True, width=120)
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class NoAliases(base):  # shared lists must not become &id001 anchors in a human-edited design
+        def ignore_aliases(self, data):
+            return True
+
+    return yaml.dump(obj, Dumper=NoAliases, sort_keys=False, allow_unicode=True, width=120)

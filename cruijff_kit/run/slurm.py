@@ -161,6 +161,12 @@ class SlurmExecutor(Executor):
                 status = self._exit_file(native) or status
             if status is not None and (known is None or status.state not in (PENDING, RUNNING)):
                 out[native] = status
+        for native, status in out.items():
+            # SLURM folds a signal death (exit 137) into '9:0'; the script's own record is exact
+            if status.state == FAILED and status.reason.startswith("exit code"):
+                code = read_exit_code(self.exit_code_path(self.scripts[native])) if native in self.scripts else None
+                if code is not None and code != 0:
+                    status.exit_code, status.reason = code, state_for_exit(code)[1]
         return out
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess | None:
