@@ -123,6 +123,7 @@ def main() -> int:
     design = sweep_design(folder, args.runs_per_model)
     n_runs = len(yaml.safe_load(design.read_text())["runs"])
     print(f"design: {n_runs} runs x 2 eval epochs -> {design}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     results: dict[str, list[float]] = {"first scaffold": [], "re-scaffold (no change)": [], "--dry-run": []}
     files = 0
     try:
@@ -143,7 +144,7 @@ def main() -> int:
         for label, values in results.items():
             print(f"  {label:<26} median {statistics.median(values):6.2f} s   "
                   f"(min {min(values):.2f}, max {max(values):.2f}, n={len(values)})")
-        print("in-process breakdown of a first scaffold:")
+        print(f"in-process breakdown of a first scaffold (load average {os.getloadavg()[0]:.1f}):")
         for label, seconds in breakdown(design, env).items():
             print(f"  {label:<26} {seconds:6.2f} s")
     finally:

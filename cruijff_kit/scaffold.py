@@ -16,6 +16,7 @@ Each scaffold is logged to `{exp dir}/scaffold-experiment.log`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -184,13 +185,14 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         run_names = set(names)
         files.files = {rel: v for rel, v in files.files.items()
                        if _run_of(rel, run_names) is None or _run_of(rel, run_names) in selected}
+        run_of_job = {j.id: j.run for j in jobs}
         jobs = _merge_jobs(exp.dir, jobs, selected)
         known = {j.id for j in jobs}
         for job in jobs:
             for dep in job.after:
                 if dep not in known:
                     warnings.append(Problem("--only", job.run, f"job {job.id} waits for {dep}, which is not "
-                                            "scaffolded", f"add {dep.split('.')[0]} to --only", "warning"))
+                                            "scaffolded", f"add {run_of_job.get(dep, dep)} to --only", "warning"))
     copy_path = exp.dir / SUMMARY_FILE
     if exp.source.resolve() != copy_path.resolve():  # never overwrite a design that lives in the exp dir
         files.add(SUMMARY_FILE, _design_copy(exp))
@@ -201,9 +203,10 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         return outcome
     _progress(f"[scaffold] writing {len(files.files)} files under {exp.dir}", quiet)
     outcome.report = files.commit(force=force)
-    for job in jobs:  # SLURM opens --output before the job starts: its directory must exist
-        if job.run in selected and job.log and Path(job.log).is_absolute():
-            Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    # SLURM opens --output before the job starts: its directory must exist
+    for folder in sorted({str(Path(j.log).parent) for j in jobs if j.run in selected and j.log.startswith("/")}):
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
     outcome.seconds = time.perf_counter() - start
     if log:
         _log(outcome, profile, only, force)

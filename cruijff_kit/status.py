@@ -11,7 +11,6 @@ Failed jobs show the last lines of their log.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -90,14 +89,6 @@ def main(args) -> int:
     from cruijff_kit.run.engine import Engine
 
     engine = Engine(args.experiment_dir, command="status", out=lambda line: None)  # the table says it all
-    try:
-        return _loop(engine, args)
-    except BrokenPipeError:  # `status | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def _loop(engine, args) -> int:
     while True:
         data = collect(engine, refresh=not args.no_refresh)
         if args.json:

@@ -495,8 +495,9 @@ def _plans(exp: Experiment, settings: Settings) -> tuple[list[Plan], list]:
             plan = plan_run(exp, run, settings, problems, index=i, cache=cache)
             if plan is not None:
                 plans.append(plan)
-    _LAST[:] = [exp, settings, plans, problems.problems]
-    return plans, problems.problems
+    unique = list({p.line(): p for p in problems.problems}.values())  # e.g. one unsafe dir, not one per run
+    _LAST[:] = [exp, settings, plans, unique]
+    return plans, unique
 
 
 def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
