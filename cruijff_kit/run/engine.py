@@ -27,6 +27,7 @@ from cruijff_kit.errors import ProblemList, UserError, closest
 from cruijff_kit.files import atomic_write, read_json
 from cruijff_kit.jobs import JOBS_FILE, JobSpec, read_jobs
 from cruijff_kit.render import render
+from cruijff_kit.run import gates
 from cruijff_kit.run.compute import write_compute
 from cruijff_kit.run.executor import (
     OOM,
@@ -123,6 +124,11 @@ class Engine:
         self._missing: Counter = Counter()
         self._critical_depth = 0
         self._stop_pending = False
+        design = gates.read_design(self.exp_dir)  # re-read on every invocation: relaxed gates take effect
+        self.stages = gates.read_stages(self.exp_dir, design)
+        self.stage_index = {s.name: k for k, s in enumerate(self.stages)}
+        fallback = gates.run_stages(design)
+        self.job_stage = {j.id: j.stage or fallback.get(j.run, "") for j in self.jobs}
 
     # -- jobs.json ---------------------------------------------------------------------------------------
     def _check_graph(self) -> None:
@@ -397,6 +403,69 @@ class Engine:
                   job_id="-")
         self.out(f"{job.id} ran out of memory: retrying once with batch_size {half}")
 
+    # -- stage gates -------------------------------------------------------------------------------------
+    def stage_evals(self, stage: str) -> list[JobSpec]:
+        return [j for j in self.jobs if j.kind == "eval" and self.job_stage[j.id] == stage]
+
+    def blocking_gate(self, st: dict, job_id: str) -> str | None:
+        """The first earlier gated stage whose gate has not (yet) let later stages proceed."""
+        k = self.stage_index.get(self.job_stage.get(job_id, ""))
+        if k is None:
+            return None
+        records = st.get("gates") or {}
+        for stage in self.stages[:k]:
+            if stage.gate and not (records.get(stage.name) or {}).get("proceeds"):
+                return stage.name
+        return None
+
+    def stale_gates(self, st: dict) -> list[str]:
+        """Drop gate results that did not pass or whose definition changed in the design: re-evaluated."""
+        records = st.setdefault("gates", {})
+        dropped = []
+        for name in list(records):
+            stage = self.stages[self.stage_index[name]] if name in self.stage_index else None
+            if stage is None or stage.gate is None or not records[name].get("passed") \
+                    or records[name].get("definition") != gates.definition(stage.gate):
+                del records[name]
+                dropped.append(name)
+        return dropped
+
+    def _gates(self, st: dict) -> bool:
+        """Evaluate every gate whose stage's eval jobs have all ended; a failed `stop` gate cancels later stages."""
+        records = st.setdefault("gates", {})
+        changed = False
+        for k, stage in enumerate(self.stages):
+            if stage.gate is None or stage.name in records:
+                continue
+            evals = self.stage_evals(stage.name)
+            if any(st["jobs"][j.id]["state"] not in TERMINAL for j in evals):
+                continue
+            if any(self.blocking_gate(st, j.id) for j in evals):
+                continue  # the stage itself never ran past an earlier gate
+            result = gates.evaluate(self.exp_dir, stage, evals)
+            records[stage.name] = {**result.as_dict(), "definition": gates.definition(stage.gate),
+                                   "evaluated": now()}
+            action = {"passed": "GATE_PASSED", "failed": "GATE_FAILED", "warning": "GATE_WARNING"}[result.outcome]
+            later = [i for i in self.order if self.stage_index.get(self.job_stage[i], -1) > k]
+            explanation = {"passed": f"stages after {stage.name} may start",
+                           "failed": f"on_fail: stop: {len(later)} job(s) of later stages cancelled",
+                           "warning": "on_fail: warn: later stages proceed"}[result.outcome]
+            self._log(action, f"gate of stage {stage.name}: {result.outcome}", result=result.numbers(),
+                      explanation=explanation, metric=result.metric,
+                      value="missing" if result.value is None else f"{result.value:.6g}", op=result.op,
+                      threshold=f"{result.threshold:g}", cells=", ".join(result.cells) or "-")
+            self.out(f"gate {stage.name}: {result.outcome} ({result.numbers()})")
+            if not result.proceeds:
+                for job_id in later:
+                    js = st["jobs"][job_id]
+                    if js["state"] in TERMINAL:
+                        continue
+                    self._cancel_native(js)
+                    js["ended"] = now()
+                    self._set_state(st, self.by_id[job_id], js, CANCELLED, reason=result.cancel_reason())
+            changed = True
+        return changed
+
     # -- polling -----------------------------------------------------------------------------------------
     def _poll(self, snapshot: dict) -> dict[str, dict[str, JobStatus]]:
         by_exec: dict[str, list[str]] = {}
@@ -466,6 +535,8 @@ class Engine:
             if js["state"] != PENDING or js["native_id"]:
                 continue
             job = self.by_id[job_id]
+            if self.blocking_gate(st, job_id):
+                continue
             after = self._after(st, job, executor_name)
             if after is None:
                 continue
@@ -521,6 +592,7 @@ class Engine:
             ensure_jobs(st, self.by_id)
             changed = self._apply_polls(st, polls)
             changed |= self._cascade(st)
+            changed |= self._gates(st)
             if executor_name:
                 changed |= self._submit_ready(st, executor_name, max_submit)
                 changed |= self._cascade(st)
@@ -542,7 +614,10 @@ class Engine:
                     memo[job_id] = True
                 elif js["state"] == PENDING and job_id in self.selected:
                     memo[job_id] = False
-                    memo[job_id] = all(possible(d) for d in self.by_id[job_id].after)
+                    gate = self.blocking_gate(st, job_id)
+                    memo[job_id] = all(possible(d) for d in self.by_id[job_id].after) and (
+                        not gate or all(st["jobs"][e.id]["state"] in TERMINAL or possible(e.id)
+                                        for e in self.stage_evals(gate)))
                 else:
                     memo[job_id] = False
             return memo[job_id]
@@ -562,11 +637,15 @@ class Engine:
                     hint=f"watch it with `cruijff-kit status {self.exp_dir}`; stop it with Ctrl-C in its terminal "
                          f"or `cruijff-kit cancel {self.exp_dir}`")
             self.reconcile_dead_runner(st)
+            dropped = self.stale_gates(st)
+            if dropped:
+                self.out(f"re-evaluating gate(s) from {gates.DESIGN_FILE}: {', '.join(dropped)}")
             requeue = [i for i in self.selected if st["jobs"][i]["state"] in (CANCELLED, FAILED)
-                       and st["jobs"][i]["reason"].startswith(INTERRUPTED)]
+                       and (st["jobs"][i]["reason"].startswith(INTERRUPTED)
+                            or st["jobs"][i]["reason"].startswith(gates.GATE_PREFIX))]
             if requeue:
-                self.reset(st, requeue, "interrupted earlier: rerun")
-                self.out(f"rerunning {len(requeue)} interrupted job(s): {', '.join(requeue)}")
+                self.reset(st, requeue, "interrupted (or stopped by a gate) earlier: rerun")
+                self.out(f"rerunning {len(requeue)} interrupted or gate-stopped job(s): {', '.join(requeue)}")
             if own_runner:
                 st["runner"] = runner_record(executor_name, self.command)
             return st
@@ -760,7 +839,7 @@ class Engine:
                 continue
             if js["state"] == FAILED or (js["state"] == CANCELLED and (
                     js["reason"].startswith(DEPENDENCY_PREFIX) or js["reason"].startswith(INTERRUPTED)
-                    or include_cancelled)):
+                    or js["reason"].startswith(gates.GATE_PREFIX) or include_cancelled)):
                 chosen.append(job_id)
         for job_id in list(chosen):
             chosen += [d for d in self.descendants(job_id) if st["jobs"][d]["state"] in (FAILED, CANCELLED)]
@@ -822,6 +901,11 @@ def dry_run(engine: Engine, executor_name: str, selected: list[str], *, max_subm
             if not interrupted:
                 counts[f"skipped ({js['state']}{', submitted' if js['native_id'] and js['state'] == PENDING else ''})"] += 1
                 continue
+        gate = engine.blocking_gate(st, job_id)
+        if gate:
+            engine.out(f"  wait    {job_id}: gate of stage {gate} not yet passed")
+            counts["waiting"] += 1
+            continue
         after, ready = [], True
         for dep in job.after:
             ds = st["jobs"][dep]

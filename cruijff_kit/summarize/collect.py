@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.evalscores import cell_logs, cell_scores
 from cruijff_kit.files import read_json
 from cruijff_kit.losses import OVERFIT_ABS, OVERFIT_REL, LossCurve, output_dir_from_config, read_losses
 
@@ -204,52 +205,24 @@ def cell_log_dir(exp_dir: Path, run: str, dirname: str) -> Path:
     return exp_dir / run / "eval" / dirname / "logs"
 
 
-def cell_logs(log_dir: Path) -> list[Path]:
-    """inspect-ai logs of one cell, oldest first (.eval, and timestamped .json logs)."""
-    if not log_dir.is_dir():
-        return []
-    found = [p for p in log_dir.iterdir() if p.is_file() and (
-        p.suffix == ".eval" or (p.suffix == ".json" and p.name[:4].isdigit()))]
-    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
-
-
-def _first_line(text) -> str:
-    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
-    return lines[0][:300] if lines else ""
-
-
 def read_cell(cell: CellResult, paths: list[Path], exp_dir: Path) -> None:
     """Fill a cell from its newest successful log (else its newest log), header only."""
-    from inspect_ai.log import read_eval_log
-
-    cell.logs_found = len(paths)
-    headers = []
-    for path in paths:
-        try:
-            headers.append((path, read_eval_log(str(path), header_only=True)))
-        except Exception as exc:  # noqa: BLE001 - a corrupt or half-written log is reported, not fatal
-            cell.error = f"{path.name}: {_first_line(exc) or type(exc).__name__}"
-    if not headers:
-        cell.status = "unreadable" if paths else "missing"
+    found = cell_scores(paths)
+    cell.logs_found = found.logs_found
+    cell.error = found.error
+    cell.status = found.status
+    if found.log is None:
         return
-    ok = [h for h in headers if h[1].status == "success"]
-    path, log = (ok or headers)[-1]
-    cell.status = str(log.status)
+    log = found.log
     try:
-        cell.log = str(path.relative_to(exp_dir))
+        cell.log = str(found.path.relative_to(exp_dir))
     except ValueError:
-        cell.log = str(path)
-    if log.error is not None:
-        cell.error = _first_line(log.error.message)
+        cell.log = str(found.path)
     results = log.results
     if results is not None:
         cell.samples = results.total_samples
         cell.completed_samples = results.completed_samples
-        for score in results.scores or []:
-            for name, metric in (score.metrics or {}).items():
-                value = metric.value
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    cell.metrics[f"{score.name}.{name}"] = float(value)
+    cell.metrics.update(found.metrics)
     stats = log.stats
     if stats is not None:
         start, end = _seconds(stats.started_at), _seconds(stats.completed_at)
