@@ -4,7 +4,7 @@ Reads {exp}/.ck/state.json (written on every transition). When no runner follows
 SLURM jobs are polled (squeue/sacct) and what changed is recorded, so the table is always the truth.
 Failed jobs show the last lines of their log.
 
-  cruijff-kit status EXPERIMENT_DIR            table + log tails of failed jobs
+  cruijff-kit status EXPERIMENT_DIR            table, stage gates, GPU-hours/cost per stage, log tails of failed jobs
   cruijff-kit status EXPERIMENT_DIR --json     machine-readable
   cruijff-kit status EXPERIMENT_DIR --watch    refresh every --interval seconds until all are done
 """
@@ -44,14 +44,17 @@ def collect(engine, *, refresh: bool = True) -> dict:
         elif js["state"] in TERMINAL:
             js["elapsed_s"] = js.get("wall_s")
         orphan = (js.get("executor") == "local" and js["state"] == RUNNING and not alive)
-        jobs.append({"id": job_id, "kind": job.kind, "run": job.run, "task": job.task or None, "epoch": job.epoch,
+        jobs.append({"id": job_id, "kind": job.kind, "run": job.run, "stage": engine.job_stage.get(job_id) or None,
+                     "task": job.task or None, "epoch": job.epoch,
                      "after": list(job.after), "script": job.script, **js,
                      "runner_gone": orphan})
     counts = Counter(j["state"] for j in jobs)
     return {"experiment": engine.experiment, "dir": str(engine.exp_dir), "updated": st.get("updated"),
             "runner": dict(runner, alive=alive) if runner else None,
             "counts": {s: counts[s] for s in STATES}, "done": all(j["state"] in TERMINAL for j in jobs),
-            "jobs": jobs}
+            "jobs": jobs, "gates": [{"stage": g["stage"], "outcome": g["outcome"], "text": g["text"],
+                                     **(g["record"] or {})} for g in engine.gate_rows(st)],
+            "cost": engine.cost(st)}
 
 
 def format_text(data: dict) -> str:
@@ -77,6 +80,14 @@ def format_text(data: dict) -> str:
             note = f"{note + '; ' if note else ''}attempt {j['attempts']}"
         lines.append(f"{j['id'].ljust(width)}  {j['state']:<10} {str(j.get('native_id') or '-'):<10} "
                      f"{fmt_time(j.get('started')):<19}  {fmt_seconds(j.get('elapsed_s')):>8}  {note}".rstrip())
+    if data.get("gates"):
+        lines += ["", "gates:"]
+        lines += [f"  {g['stage']}: {g['outcome'].upper()}: {g['text']}" for g in data["gates"]]
+    if data.get("cost"):
+        from cruijff_kit.costs import cost_lines
+
+        lines += ["", "GPU-hours (estimated vs actual) per stage:"]
+        lines += [f"  {line}" for line in cost_lines(data["cost"])]
     for j in data["jobs"]:
         if j["state"] != "failed":
             continue

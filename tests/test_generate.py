@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest_scaffold import check_script  # bash -n + shellcheck, as for scaffold's job scripts
 from cruijff_kit.cli import main as cli_main
 from cruijff_kit.generate_model import CONTROL_KEYS, control_settings
 
@@ -162,6 +163,7 @@ def test_sweep_scripts_are_job_arrays(sweep, capsys):
         assert "--gres" not in text or "gpu:1" in text
         assert [ln.strip() for ln in lines if ln.strip() in items] == items
         assert f"cd {sweep}" in text
+        check_script(sweep / "configs" / name)
     train = (sweep / "configs" / "train_sweep.slurm").read_text()
     assert "run lora_finetune_single_device --config" in train
 

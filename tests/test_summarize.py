@@ -340,6 +340,7 @@ def test_wandb_sync_reports_failures_without_waiting_on_a_prompt(experiment, off
     """The real `wandb sync`, with no credentials: a clear failure, not a login prompt; then an
     unreachable server: the per-run timeout ends it."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc credentials
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # wandb's debug-cli log goes to the temp dir
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
     started = time.monotonic()

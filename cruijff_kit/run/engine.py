@@ -129,6 +129,7 @@ class Engine:
         self.stage_index = {s.name: k for k, s in enumerate(self.stages)}
         fallback = gates.run_stages(design)
         self.job_stage = {j.id: j.stage or fallback.get(j.run, "") for j in self.jobs}
+        self._estimates: tuple[dict, str] | None = None
 
     # -- jobs.json ---------------------------------------------------------------------------------------
     def _check_graph(self) -> None:
@@ -465,6 +466,43 @@ class Engine:
                     self._set_state(st, self.by_id[job_id], js, CANCELLED, reason=result.cancel_reason())
             changed = True
         return changed
+
+    def gate_rows(self, st: dict) -> list[dict]:
+        """Every declared gate: its recorded result, or pending."""
+        records = st.get("gates") or {}
+        rows = []
+        for stage in self.stages:
+            if stage.gate is None:
+                continue
+            rec = records.get(stage.name)
+            if rec:
+                value = "missing" if rec.get("value") is None else f"{rec['value']:.4g}"
+                text = (f"{rec['metric']} = {value} (needs {rec['op']} {rec['threshold']:g}, on_fail {rec['on_fail']}); "
+                        f"cells: {', '.join(rec.get('cells') or []) or '-'}" + (f"; {rec['reason']}" if rec.get("reason") else ""))
+                rows.append({"stage": stage.name, "outcome": rec["outcome"], "text": text, "record": rec})
+            else:
+                evals = self.stage_evals(stage.name)
+                left = sum(1 for j in evals if (st["jobs"].get(j.id) or {}).get("state") not in TERMINAL)
+                g = stage.gate
+                rows.append({"stage": stage.name, "outcome": "pending", "record": None,
+                             "text": f"{g.metric} {g.op} {g.value:g} (on_fail {g.on_fail}); "
+                                     f"waits for {left} of {len(evals)} eval job(s)"})
+        return rows
+
+    def cost(self, st: dict) -> dict:
+        """Estimated and actual GPU-hours (and cost) per stage and in total (cruijff_kit.costs)."""
+        from cruijff_kit import costs
+
+        try:
+            settings = self.settings
+        except Exception as exc:  # noqa: BLE001 - settings problems are reported by the verbs that need them
+            settings, note = None, f"no estimate: {exc}"
+        if self._estimates is None:
+            self._estimates = costs.run_estimates(self.exp_dir, settings) if settings else ({}, note)
+        estimates, note = self._estimates
+        return costs.stage_costs(self.exp_dir, self.jobs, self.job_stage, st["jobs"],
+                                 stages=[s.name for s in self.stages], estimates=estimates,
+                                 hourly=getattr(settings, "gpu_hourly_cost", 0.0), note=note)
 
     # -- polling -----------------------------------------------------------------------------------------
     def _poll(self, snapshot: dict) -> dict[str, dict[str, JobStatus]]:
@@ -870,7 +908,8 @@ class Engine:
         counts = Counter((st["jobs"].get(i) or {"state": PENDING})["state"] for i in self.order)
         return render("status_tables.md.j2", start=STATUS_START, end=STATUS_END, updated=fmt_time(now()),
                       command=self.command, counts=[f"{counts[s]} {s}" for s in STATES if counts[s]],
-                      train_rows=train_rows, eval_rows=eval_rows)
+                      train_rows=train_rows, eval_rows=eval_rows, gates=self.gate_rows(st),
+                      cost=self.cost(st))
 
     def write_summary(self, st: dict) -> Path:
         """Rewrite only the Status block of experiment_summary.md (append it when the markers are missing)."""
