@@ -65,3 +65,24 @@ def yaml_dump(obj) -> str:
             return True
 
     return yaml.dump(obj, Dumper=NoAliases, sort_keys=False, allow_unicode=True, width=120)
+
+
+def replace_block(path: str | Path, start: str, end: str, block: str) -> None:
+    """Replace the text between the markers `start` and `end` (inclusive) of `path` with `block`
+    (which carries the markers itself), or append it when the markers are absent. Read-modify-write
+    under an exclusive lock on `path.lock`, then an atomic rename, so the run engine (Status block) and
+    summarize (Results block) never lose each other's update."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else ""
+        if start in text and end in text and text.index(start) < text.index(end):
+            head, rest = text.split(start, 1)
+            tail = rest.split(end, 1)[1]
+            text = head + block + tail
+        else:
+            text = text + ("\n" if text and not text.endswith("\n") else "") + block + "\n"
+        atomic_write(path, text)

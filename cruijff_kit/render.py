@@ -120,3 +120,9 @@ class RenderSet:
             report.written.append(rel)
         write_json(manifest_path, manifest)
         return report
+
+
+# Blocks of experiment_summary.md that later stages rewrite in place (files.replace_block):
+# the run engine owns Status, summarize owns Results; `design summary` keeps both when re-rendering.
+STATUS_BLOCK = ("<!-- ck:status:start -->", "<!-- ck:status:end -->")
+RESULTS_BLOCK = ("<!-- ck:results:start -->", "<!-- ck:results:end -->")
