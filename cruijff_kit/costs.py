@@ -50,7 +50,7 @@ def _elapsed(js: dict) -> float | None:
 
 
 def _money(hours: float, hourly: float | None) -> float | None:
-    return round(hours * hourly, 2) if hourly else None
+    return round(hours * hourly, 6) if hourly else None
 
 
 def stage_costs(exp_dir: Path, jobs: list, job_stage: dict, state_jobs: dict, *, stages: list[str],
@@ -88,13 +88,13 @@ def stage_costs(exp_dir: Path, jobs: list, job_stage: dict, state_jobs: dict, *,
         row = rows[name]
         if not row["jobs"] and name not in stages:
             continue
-        row["estimated_gpu_hours"] = round(row["estimated_gpu_hours"], 4) if estimates else None
-        row["actual_gpu_hours"] = round(row["actual_gpu_hours"], 4)
+        row["estimated_gpu_hours"] = round(row["estimated_gpu_hours"], 6) if estimates else None
+        row["actual_gpu_hours"] = round(row["actual_gpu_hours"], 6)
         row["estimated_cost"] = _money(row["estimated_gpu_hours"] or 0.0, hourly) if estimates else None
         row["actual_cost"] = _money(row["actual_gpu_hours"], hourly)
         out_rows.append(row)
-    est_total = round(sum(r["estimated_gpu_hours"] or 0.0 for r in out_rows), 4) if estimates else None
-    act_total = round(sum(r["actual_gpu_hours"] for r in out_rows), 4)
+    est_total = round(sum(r["estimated_gpu_hours"] or 0.0 for r in out_rows), 6) if estimates else None
+    act_total = round(sum(r["actual_gpu_hours"] for r in out_rows), 6)
     total = {"stage": "total", "estimated_gpu_hours": est_total, "actual_gpu_hours": act_total,
              "estimated_cost": _money(est_total or 0.0, hourly) if estimates else None,
              "actual_cost": _money(act_total, hourly), "jobs": sum(r["jobs"] for r in out_rows),

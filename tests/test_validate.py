@@ -225,3 +225,12 @@ def test_subprocess_no_traceback(tmp_path, cli):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0].startswith(f"{path}: controls.lr:")
+
+
+def test_explicit_lora_alpha_is_kept_when_runs_vary_rank(tmp_path):
+    data = mutate(lambda d: d["runs"][0]["parameters"].update(lora_rank=4))  # controls say alpha 16
+    path = tmp_path / "experiment_summary.yaml"
+    path.write_text(yaml.safe_dump(data))
+    exp = load_experiment(path)
+    assert exp.run("pp_output_only").controls.lora_rank == 4
+    assert exp.run("pp_output_only").controls.lora_alpha == 16

@@ -346,7 +346,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         label = params.pop("dataset_label", "") or (training.dataset_label if training else "")
         runs.append(Run(
             name=raw["name"], type=raw["type"], model=raw["model"], parameters=dict(raw.get("parameters") or {}),
-            controls=controls.with_overrides(params), dataset_label=label,
+            controls=Controls.build({**(data.get("controls") or {}), **params}), dataset_label=label,
             checkpoint_path=_path(raw["checkpoint_path"], base, settings) if raw.get("checkpoint_path") else None,
             stage=raw.get("stage", ""), base_run=raw.get("base_run", ""),
             base_epoch=raw.get("base_epoch", "last"),

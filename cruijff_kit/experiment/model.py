@@ -66,12 +66,6 @@ class Controls:
             built = replace(built, lora_alpha=2 * built.lora_rank)
         return built
 
-    def with_overrides(self, overrides: dict) -> Controls:
-        merged = {**asdict(self), **overrides}
-        if "lora_rank" in overrides and "lora_alpha" not in overrides:
-            merged["lora_alpha"] = 0  # re-derive 2 x rank for the new rank
-        return Controls.build(merged)
-
 
 @dataclass(frozen=True)
 class BaseModel:

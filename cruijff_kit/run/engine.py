@@ -11,6 +11,14 @@ Re-invoking `run` continues where the last one stopped: submitted, running and c
 skipped, interrupted ones rerun. A training job rerun while its output dir already holds `epoch_N`
 checkpoints resumes (CK_RESUME=1 -> `resume_from_checkpoint=True`); a training job that ran out of
 memory is retried once with half the batch size (CK_BATCH_SIZE).
+
+Staged designs (cruijff_kit.run.gates): a job whose run belongs to stage k is not submitted until every
+earlier stage that declares a gate has it evaluated as passed (or failed with `on_fail: warn`). A gate is
+evaluated in `step` once all eval jobs of its stage have ended (GATE_PASSED / GATE_FAILED / GATE_WARNING in
+run-experiment.log, the result in state.json under "gates"); a failed `stop` gate cancels every unfinished
+job of the later stages ("gate <stage> failed: ..."). Gates are re-read from experiment_summary.yaml by each
+invocation: results that did not pass (or whose definition changed) are dropped and evaluated again, and
+gate-cancelled jobs are requeued by `run` and `resubmit --failed`.
 """
 from __future__ import annotations
 
@@ -444,6 +452,7 @@ class Engine:
             if any(self.blocking_gate(st, j.id) for j in evals):
                 continue  # the stage itself never ran past an earlier gate
             result = gates.evaluate(self.exp_dir, stage, evals)
+            value = "missing" if result.value is None else f"{result.value:.6g}"
             records[stage.name] = {**result.as_dict(), "definition": gates.definition(stage.gate),
                                    "evaluated": now()}
             action = {"passed": "GATE_PASSED", "failed": "GATE_FAILED", "warning": "GATE_WARNING"}[result.outcome]
@@ -452,9 +461,14 @@ class Engine:
                            "failed": f"on_fail: stop: {len(later)} job(s) of later stages cancelled",
                            "warning": "on_fail: warn: later stages proceed"}[result.outcome]
             self._log(action, f"gate of stage {stage.name}: {result.outcome}", result=result.numbers(),
-                      explanation=explanation, metric=result.metric,
-                      value="missing" if result.value is None else f"{result.value:.6g}", op=result.op,
-                      threshold=f"{result.threshold:g}", cells=", ".join(result.cells) or "-")
+                      explanation=explanation,
+                      input=f"{result.metric} from {', '.join(result.cells) or 'no cell'}",
+                      calculation=(f"mean of {len(result.values)} cells: "
+                                   + ", ".join(f"{k}={v:.6g}" for k, v in result.values.items())
+                                   if len(result.values) > 1 else result.reason or "one cell"),
+                      decision=f"{result.outcome} (on_fail {result.on_fail})",
+                      details=f"metric={result.metric} value={value} op={result.op} "
+                              f"threshold={result.threshold:g} cells={','.join(result.cells) or '-'}")
             self.out(f"gate {stage.name}: {result.outcome} ({result.numbers()})")
             if not result.proceeds:
                 for job_id in later:
@@ -679,11 +693,15 @@ class Engine:
             if dropped:
                 self.out(f"re-evaluating gate(s) from {gates.DESIGN_FILE}: {', '.join(dropped)}")
             requeue = [i for i in self.selected if st["jobs"][i]["state"] in (CANCELLED, FAILED)
-                       and (st["jobs"][i]["reason"].startswith(INTERRUPTED)
-                            or st["jobs"][i]["reason"].startswith(gates.GATE_PREFIX))]
+                       and st["jobs"][i]["reason"].startswith(INTERRUPTED)]
             if requeue:
-                self.reset(st, requeue, "interrupted (or stopped by a gate) earlier: rerun")
-                self.out(f"rerunning {len(requeue)} interrupted or gate-stopped job(s): {', '.join(requeue)}")
+                self.reset(st, requeue, "interrupted earlier: rerun")
+                self.out(f"rerunning {len(requeue)} interrupted job(s): {', '.join(requeue)}")
+            gated = [i for i in self.selected if st["jobs"][i]["state"] == CANCELLED
+                     and st["jobs"][i]["reason"].startswith(gates.GATE_PREFIX)]
+            if gated:  # the gate is evaluated again (from the design as it is now) before they may start
+                self.reset(st, gated, "stopped by a gate earlier: the gate is evaluated again")
+                self.out(f"re-checking {len(gated)} job(s) stopped by a gate: {', '.join(gated)}")
             if own_runner:
                 st["runner"] = runner_record(executor_name, self.command)
             return st
@@ -796,6 +814,11 @@ class Engine:
         if counts[FAILED] or bad:
             self.out(f"`cruijff-kit status {self.exp_dir}` shows the log tails; "
                      f"`cruijff-kit resubmit {self.exp_dir} --failed` reruns failed jobs and their dependents")
+        gated = sorted({r["stage"] for r in self.gate_rows(st) if r["outcome"] == "failed"})
+        if gated:
+            self.out(f"gate(s) of stage {', '.join(gated)} stopped the later stages: after relaxing the gate in "
+                     f"{self.exp_dir / gates.DESIGN_FILE}, `cruijff-kit resubmit {self.exp_dir} --failed` "
+                     "re-evaluates it and continues")
         waiting = [i for i in self.selected if st["jobs"][i]["state"] == PENDING and not st["jobs"][i]["native_id"]]
         if waiting and blocking:
             self.out(f"{len(waiting)} job(s) wait on jobs outside --only/--stage: {', '.join(waiting[:5])}"

@@ -92,6 +92,43 @@ def score_tables(c: Collected) -> list[dict]:
     return tables
 
 
+def stage_tables(c: Collected) -> list[dict]:
+    """Per task/metric: the stage progression (base -> SFT -> DPO ...) with deltas, as a markdown table."""
+    tables = []
+    for t in c.stages:
+        header = ["Stage", "Runs", "Cells", f"Best {metric_label(t['metric'])}", "Mean", "Δ best vs previous",
+                  "Δ best vs first", "Δ mean vs previous", "Δ mean vs first"]
+        body = [[md(r["stage"]), md(", ".join(r["runs"])) or "-", str(r["cells"]), num(r["best"]), num(r["mean"]),
+                 signed(r["delta_prev"]), signed(r["delta_first"]), signed(r["delta_prev_mean"]),
+                 signed(r["delta_first_mean"])] for r in t["rows"]]
+        tables.append({"task": f"{t['task']} ({metric_label(t['metric'])})", "header": header, "rows": body})
+    return tables
+
+
+def cost_table(c: Collected) -> dict | None:
+    """Estimated vs actual GPU-hours (and cost when an hourly cost is set) per stage and in total."""
+    cost = c.cost
+    if not cost:
+        return None
+    money = bool(cost.get("hourly_cost"))
+    header = ["Stage", "Estimated GPU-hours", "Actual GPU-hours"] + (["Estimated cost", "Actual cost"] if money else [])
+
+    def hours(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    def dollars(v):
+        return "-" if v is None else f"${v:,.2f}"
+
+    body = []
+    for r in cost["stages"] + [cost["total"]]:
+        row = [md(r["stage"]), hours(r["estimated_gpu_hours"]), hours(r["actual_gpu_hours"])]
+        if money:
+            row += [dollars(r["estimated_cost"]), dollars(r["actual_cost"])]
+        body.append(row)
+    note = cost.get("note") or ("" if money else "No `gpu hourly cost` in claude.local.md: GPU-hours only.")
+    return {"header": header, "rows": body, "note": note}
+
+
 def loss_table(c: Collected) -> dict:
     header = ["Run", *c.variables, "Final train loss", "Best train loss", "Final val loss", "Best val loss",
               "Train time"]
@@ -120,6 +157,7 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
     """What summary.md and the results block share; figure paths relative to `base`."""
     n_logs = sum(1 for x in c.cells if x.log)
     return {"exp": c.exp, "generated": c.generated, "tables": score_tables(c), "losses": loss_table(c),
+            "stages": stage_tables(c), "cost": cost_table(c),
             "flags": [f.line() for f in c.flags], "figures": figure_links(figures, base),
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
             "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
@@ -182,7 +220,8 @@ def render_files(c: Collected, figures: list[Path], *, saturation: float) -> dic
         f"{ANALYSIS}/summary.json": render(
             "summary/summary.json.j2", experiment=c.exp.name, question=c.exp.question, generated=c.generated,
             experiment_dir=str(exp_dir), columns=cols, rows=[finite(r) for r in table], runs=runs,
-            flags=[f.as_dict() for f in c.flags], saturation=saturation,
+            flags=[f.as_dict() for f in c.flags], saturation=saturation, stages=[finite(t) for t in c.stages],
+            cost=finite(c.cost),
             figures=[str(p.relative_to(analysis)) for p in figures]),
         f"{ANALYSIS}/summary.md": render("summary/summary.md.j2", **context(c, figures, analysis)),
         f"{ANALYSIS}/scores.html": render("summary/scores.html.j2", exp=c.exp, generated=c.generated,
