@@ -110,6 +110,33 @@ def test_tiny_sanity_check_through_slurm(tiny_experiment, cli):
     assert "failed" not in table_states(exp).values()
     if not only:
         assert any(e.action == "ALL_COMPLETE" for e in logbook.read(exp / "run-experiment.log"))
+        assert_sanity_science(exp, cli)
+
+
+def assert_sanity_science(exp: Path, cli) -> None:
+    """What the sanity check exists for, read from the real training logs and eval logs."""
+    from cruijff_kit.losses import read_losses
+
+    outputs = {j["run"]: Path(j["output_dir"]) for j in jobs_of(exp) if j["kind"] == "train"}
+    final_val = {}
+    for run, out in outputs.items():
+        losses = read_losses(out)
+        val_steps = [step for step, _ in losses.val]
+        # val loss every run_val_every_n_steps (10 in the tiny profile) plus each epoch end (25, 50)
+        assert {10, 20, 30, 40}.issubset(val_steps), (run, val_steps)
+        train = [loss for _, loss in losses.train]
+        assert train[-1] < train[0], (run, train[0], train[-1])  # loss decreases
+        final_val[run] = losses.val[-1][1]
+    # output-only: the constant target (up) is learnt, random outputs (uu) are not
+    assert final_val["up_output_only"] < 0.5 * final_val["uu_output_only"], final_val
+    proc = cli("summarize", str(exp), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = (exp / "analysis" / "summary.csv").read_text().splitlines()
+    assert len(rows) == 1 + 10, rows  # header + one row per eval cell
+    assert {f"loss_dataset_label-{s}.png" for s in ("pp", "pu", "up", "uu")} <= {
+        p.name for p in (exp / "analysis").glob("*.png")}
+    report = (exp / "analysis" / "summary.md").read_text()
+    assert all(run in report for run in outputs)
 
 
 def _recipe_pids(native: str) -> list[int]:
