@@ -32,9 +32,9 @@ from pathlib import Path
 
 from cruijff_kit import logbook
 from cruijff_kit.errors import ProblemList, UserError, closest
-from cruijff_kit.files import atomic_write, read_json
+from cruijff_kit.files import read_json, replace_block
 from cruijff_kit.jobs import JOBS_FILE, JobSpec, read_jobs
-from cruijff_kit.render import render
+from cruijff_kit.render import STATUS_BLOCK, render
 from cruijff_kit.run import gates
 from cruijff_kit.run.compute import write_compute
 from cruijff_kit.run.executor import (
@@ -70,7 +70,7 @@ from cruijff_kit.run.state import (
 
 RUN_LOG = logbook.LOG_NAMES["run"]
 SUMMARY_FILE = "experiment_summary.md"
-STATUS_START, STATUS_END = "<!-- ck:status:start -->", "<!-- ck:status:end -->"
+STATUS_START, STATUS_END = STATUS_BLOCK
 STAGES = ("train", "eval", "all")
 DEFAULT_POLL = {"local": 0.25, "slurm": 10.0}
 LOST_AFTER_POLLS = 5  # a SLURM job no tool knows any more, this many polls in a row: failed ("lost")
@@ -938,13 +938,13 @@ class Engine:
         """Rewrite only the Status block of experiment_summary.md (append it when the markers are missing)."""
         path = self.exp_dir / SUMMARY_FILE
         block = self.status_block(st).rstrip("\n")
-        text = path.read_text() if path.exists() else f"# {self.experiment}\n\n## Status\n{STATUS_START}\n{STATUS_END}\n"
-        start, end = text.find(STATUS_START), text.find(STATUS_END)
-        if start >= 0 and end > start:
-            text = text[:start] + block + text[end + len(STATUS_END):]
-        else:
-            text = text.rstrip("\n") + "\n\n## Status\n" + block + "\n"
-        atomic_write(path, text)
+        text = path.read_text() if path.exists() else None
+        if text is None:
+            block = f"# {self.experiment}\n\n## Status\n{block}"
+        elif not (STATUS_START in text and STATUS_END in text and text.index(STATUS_START) < text.index(STATUS_END)):
+            block = "\n## Status\n" + block
+        # locked read-modify-write: summarize may be rewriting the Results block of the same file
+        replace_block(path, STATUS_START, STATUS_END, block)
         return path
 
 

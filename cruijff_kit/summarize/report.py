@@ -6,19 +6,17 @@ Everything is rendered from templates/summary/*.j2; report.py only shapes the nu
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
-from cruijff_kit.files import atomic_write
+from cruijff_kit.files import atomic_write, replace_block
 from cruijff_kit.losses import csv_cell
-from cruijff_kit.render import render
+from cruijff_kit.render import RESULTS_BLOCK, render
 from cruijff_kit.summarize.collect import Collected, columns, rows
 from cruijff_kit.summarize.plots import cell_label, figure_title, metric_label, value_text
 
 ANALYSIS = "analysis"
 SUMMARY_MD = "experiment_summary.md"
-START, END = "<!-- ck:results:start -->", "<!-- ck:results:end -->"
-BLOCK_RE = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+START, END = RESULTS_BLOCK
 
 
 # -- number formatting -----------------------------------------------------------------------------
@@ -236,22 +234,13 @@ def results_block(c: Collected, figures: list[Path]) -> str:
     return render("summary/results_block.md.j2", **context(c, figures, c.exp_dir)).strip("\n")
 
 
-def replace_block(text: str, block: str) -> str:
-    """`text` with its results block replaced by `block` (which carries both markers); appended if absent."""
-    if START in text and END in text and text.index(START) < text.index(END):
-        return BLOCK_RE.sub(lambda _: block, text, count=1)
-    return text.rstrip("\n") + "\n\n" + block + "\n"
-
-
 def update_summary_md(exp_dir: Path, block: str) -> Path | None:
-    """Fill experiment_summary.md's results block (atomic); None when the file does not exist."""
+    """Fill experiment_summary.md's results block (locked, atomic); None when the file does not exist."""
     path = exp_dir / SUMMARY_MD
     if not path.is_file():
         return None
-    text = path.read_text()
-    new = replace_block(text, block)
-    if new != text:
-        atomic_write(path, new)
+    # locked read-modify-write (files.replace_block): the run engine may be rewriting the Status block
+    replace_block(path, START, END, block)
     return path
 
 
