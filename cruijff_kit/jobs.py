@@ -5,7 +5,7 @@ Both executors run exactly these scripts (`sbatch SCRIPT` or `bash SCRIPT`), so 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
@@ -35,7 +35,7 @@ class JobSpec:
 
 
 def jobs_payload(experiment: str, jobs: list[JobSpec]) -> dict:
-    return {"experiment": experiment, "version": 1, "jobs": [asdict(j) for j in jobs]}
+    return {"experiment": experiment, "version": 1, "jobs": [dict(vars(j)) for j in jobs]}
 
 
 def read_jobs(exp_dir: str | Path) -> list[JobSpec]:

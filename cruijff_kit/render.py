@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from cruijff_kit.files import atomic_write, read_json, sha256, write_json
+from cruijff_kit.files import read_json, sha256, write_json
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 MANIFEST = ".ck/manifest.json"
@@ -99,26 +99,47 @@ class RenderSet:
         return "\n".join(lines)
 
     def commit(self, *, force: bool = False) -> WriteReport:
+        """Write what changed: every new file goes to a temp file beside its target, all data is
+        flushed to disk with one sync, then each temp file is renamed over its target (atomic per file;
+        one sync instead of one fsync per file keeps a 1,000-run sweep fast)."""
+        import os
+
         manifest_path = self.root / MANIFEST
         manifest = read_json(manifest_path, {}) or {}
+        before = dict(manifest)
         report = WriteReport()
-        for rel, (text, mode) in sorted(self.files.items()):
-            target = self.root / rel
-            new_hash = sha256(text)
-            if target.exists():
-                current = sha256(target.read_bytes())
-                if current == new_hash:
-                    manifest[rel] = new_hash
-                    report.unchanged.append(rel)
-                    continue
-                edited = rel not in manifest or manifest[rel] != current
-                if edited and not force:
-                    report.preserved.append(rel)
-                    continue
-            atomic_write(target, text, mode=mode)
-            manifest[rel] = new_hash
-            report.written.append(rel)
-        write_json(manifest_path, manifest)
+        pending: list[tuple[Path, Path]] = []
+        try:
+            for rel, (text, mode) in sorted(self.files.items()):
+                target = self.root / rel
+                new_hash = sha256(text)
+                if target.exists():
+                    current = sha256(target.read_bytes())
+                    if current == new_hash:
+                        manifest[rel] = new_hash
+                        report.unchanged.append(rel)
+                        continue
+                    edited = rel not in manifest or manifest[rel] != current
+                    if edited and not force:
+                        report.preserved.append(rel)
+                        continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.ck-tmp")
+                tmp.write_text(text)
+                os.chmod(tmp, mode if mode is not None else 0o644)
+                pending.append((tmp, target))
+                manifest[rel] = new_hash
+                report.written.append(rel)
+            if pending:
+                os.sync()
+            for tmp, target in pending:
+                os.replace(tmp, target)
+        finally:
+            for tmp, _ in pending:
+                if tmp.exists():
+                    tmp.unlink()
+        if manifest != before or not manifest_path.exists():
+            write_json(manifest_path, manifest)
         return report
 
 

@@ -170,8 +170,11 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     workers, skipped = _workers(exp)
     _progress(f"[scaffold] checking {len(exp.runs)} runs with {', '.join(t for _, t, _ in workers)}", quiet)
     problems = ProblemList(str(exp.source))
+    from cruijff_kit.workers import prefs as prefs_worker  # data.preference.generate -> the prefs job
+
     for _kind, _tool, module in workers:
         module.check(exp, settings, problems)
+    prefs_worker.check(exp, settings, problems)
     problems.raise_if_errors()
     warnings = _dedupe([*warnings, *problems.warnings])
     files = RenderSet(exp.dir)
@@ -180,6 +183,11 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         before = set(files.files)
         made = module.render(exp, settings, files)
         per_worker[tool] = (len(made), set(files.files) - before)
+        jobs += made
+    if prefs_worker.generate_spec(exp) is not None:
+        before = set(files.files)
+        made = prefs_worker.render(exp, settings, files, jobs)  # also makes the dpo jobs wait for it
+        per_worker["prefs"] = (len(made), set(files.files) - before)
         jobs += made
     if only:
         run_names = set(names)

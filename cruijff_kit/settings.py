@@ -81,7 +81,11 @@ class Settings:
     # -- derived paths ---------------------------------------------------------------------------
     @property
     def scratch(self) -> Path:
-        return Path(os.path.expanduser(self.scratch_dir)).resolve()
+        cached = self.__dict__.get("_scratch_cache")
+        if cached is None or cached[0] != self.scratch_dir:  # resolve once per value, not per call
+            cached = (self.scratch_dir, Path(os.path.expanduser(self.scratch_dir)).resolve())
+            self.__dict__["_scratch_cache"] = cached
+        return cached[1]
 
     @property
     def models(self) -> Path:

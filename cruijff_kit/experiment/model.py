@@ -1,7 +1,8 @@
 """Typed in-memory experiment. Built once by `load.load_experiment`; every later step reads it."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 
 TRUE_STRINGS = {"true": True, "True": True, "false": False, "False": False}
@@ -187,11 +188,12 @@ class Experiment:
     stages: tuple = ()
     raw: dict = field(default_factory=dict)  # the validated YAML (profile applied), for re-serialising
 
+    @cached_property
+    def _runs_by_name(self) -> dict:
+        return {run.name: run for run in self.runs}
+
     def run(self, name: str) -> Run:
-        for run in self.runs:
-            if run.name == name:
-                return run
-        raise KeyError(name)
+        return self._runs_by_name[name]
 
     def model(self, name: str) -> BaseModel:
         for model in self.models:

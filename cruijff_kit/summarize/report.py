@@ -239,6 +239,9 @@ def update_summary_md(exp_dir: Path, block: str) -> Path | None:
     path = exp_dir / SUMMARY_MD
     if not path.is_file():
         return None
+    text = path.read_text()
+    if not (START in text and END in text and text.index(START) < text.index(END)) and not text.endswith("\n\n"):
+        block = "\n" + block  # appended: a blank line before it
     # locked read-modify-write (files.replace_block): the run engine may be rewriting the Status block
     replace_block(path, START, END, block)
     return path

@@ -28,8 +28,10 @@ Models that need several GPUs use torchtune's `lora_finetune_distributed` recipe
 
 A run with `base_run` starts from that run's checkpoint `{base output_dir}/epoch_{N}/` (the merged model
 our recipe writes; N = the base run's last epoch for `last`, or the given number; the tokenizer still
-comes from the model dir). `base_epoch: best` cannot be known before the base run has trained and is an
-error for now; the base run must save merged weights (save_adapter_weights_only: false).
+comes from the model dir). `base_epoch: best` is only known once the base run has trained: finetune.yaml
+names the last epoch and finetune.slurm overrides `checkpointer.checkpoint_dir` with what
+`python -m cruijff_kit.tools.torchtune.pick_epoch BASE_OUTPUT_DIR best --dir` prints (lowest epoch-end
+val_loss). The base run must save merged weights (save_adapter_weights_only: false).
 Free text (prompts) goes only into YAML files, quoted, with OmegaConf's `${` escaped; every value in a
 shell script is shell-quoted and every path that reaches a job script is checked for unsafe characters.
 """
@@ -201,6 +203,7 @@ class Plan:
     nproc: int
     wandb: dict = field(default_factory=dict)
     model_label: str = ""
+    pick_best_from: str = ""  # base_epoch best: the base run's output_dir, resolved in the job (pick_epoch)
 
     @property
     def dpo(self) -> bool:
@@ -270,7 +273,8 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     if ("sizes", dataset) not in cache:
         cache["sizes", dataset] = split_sizes(str(dataset))
     sizes = cache["sizes", dataset]
-    if sizes is None:
+    generated = dpo and exp.preference_data is not None and exp.preference_data.generate
+    if sizes is None and not generated:  # a generated preference file is written by the prefs job
         problems.warn(f"data.{'preference' if dpo else 'training'}.path", f"{dataset} not found (yet)",
                       "create it before the run starts (the job reads it then)")
     # dataset type: base models get text_completion unless the design insists
@@ -330,15 +334,15 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
                            "reinstall cruijff_kit (pip install -e .)")
     # base run
     ckpt_dir = model.path
+    pick_best_from = ""
     if run.base_run and base_checkpoint is None:
         base = exp.run(run.base_run)
         if base.controls.save_adapter_weights_only:
             problems.error(f"{at}.base_run", f"'{base.name}' saves adapter weights only, so there is no "
                            "merged model to start from", f"set save_adapter_weights_only: false for {base.name}")
-        if run.base_epoch == "best":
-            problems.error(f"{at}.base_epoch", "best is only known after the base run has trained",
-                           "use last or an epoch number (0-indexed)")
-            epoch = base.controls.epochs - 1
+        if run.base_epoch == "best":  # known only once the base run has trained: picked in the job script
+            pick_best_from = str(settings.output_dir(exp.name, base.name))
+            epoch = base.controls.epochs - 1  # what finetune.yaml names until the job overrides it
         elif run.base_epoch == "last":
             epoch = base.controls.epochs - 1
         else:
@@ -354,9 +358,11 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
         rel = str(run_dir.relative_to(exp.dir))
     except ValueError:
         rel = str(run_dir)
-    return Plan(exp.name, run, index, spec, model.path, run_dir, rel, out, dataset, ckpt_dir, base_checkpoint,
+    plan = Plan(exp.name, run, index, spec, model.path, run_dir, rel, out, dataset, ckpt_dir, base_checkpoint,
                 dataset_type, validation, val_every, batch_size_val, res, recipe,
                 recipe_file, nproc, wandb, model.name if model.name == spec.key else f"{model.name} ({spec.key})")
+    plan.pick_best_from = pick_best_from
+    return plan
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -442,6 +448,10 @@ def setup_yaml(plan: Plan, exp: Experiment) -> str:
                   "output_dir_base": str(plan.output_dir.parent)})
     if plan.base_checkpoint is not None:
         ident["base_checkpoint_dir"] = str(plan.base_checkpoint)
+        if plan.pick_best_from:
+            ident["base_epoch"] = "best"  # the job picks the base run's lowest-val-loss epoch at run time
+    # base (non-instruct) models and text_completion runs: raw text, no chat template, no added special tokens
+    ident["chat_template"] = plan.dataset_type == "chat_completion"
     slurm = {k: plan.res[k] for k in ("time", "gpus", "cpus", "mem", "account", "partition", "constraint")
              if plan.res.get(k) not in (None, "")}
     if "gpus" not in slurm:
@@ -458,7 +468,7 @@ def finetune_slurm(plan: Plan, settings: Settings, exp_dir: Path, source: str, e
                   workdir=str(plan.run_dir), exit_code_file=str(script) + ".exitcode", source=source,
                   run=plan.run.name, output_dir=str(plan.output_dir), recipe=plan.recipe_file,
                   recipe_label=plan.recipe.rsplit(".", 1)[-1],
-                  nproc=plan.nproc, config=str(plan.run_dir / "finetune.yaml"))
+                  nproc=plan.nproc, config=str(plan.run_dir / "finetune.yaml"), pick_best_from=plan.pick_best_from)
 
 
 def render_run(plan: Plan, exp: Experiment, settings: Settings, env: dict | None = None) -> dict:
@@ -476,7 +486,10 @@ def job_spec(plan: Plan) -> JobSpec:
                    log=str(plan.output_dir / "slurm-%j.out"), output_dir=str(plan.output_dir), stage=run.stage,
                    meta={"config": f"{plan.rel_dir}/finetune.yaml", "model": run.model, "epochs": run.controls.epochs,
                          "gpus": int(plan.res.get("gpus") or 0), "recipe": plan.recipe,
-                         "objective": "dpo" if plan.dpo else "sft"})
+                         "objective": "dpo" if plan.dpo else "sft", "dataset_type": plan.dataset_type,
+                         "chat_template": plan.dataset_type == "chat_completion",
+                         **({"base_checkpoint": str(plan.base_checkpoint)} if plan.base_checkpoint else {}),
+                         **({"base_epoch": "best"} if plan.pick_best_from else {})})
 
 
 # -- the worker interface --------------------------------------------------------------------------
