@@ -6,10 +6,10 @@ from pathlib import Path
 
 from cruijff_kit.estimation import SAFETY, estimate_experiment, totals
 from cruijff_kit.experiment.model import Experiment
-from cruijff_kit.render import render
+from cruijff_kit.render import RESULTS_BLOCK, STATUS_BLOCK, render
 from cruijff_kit.settings import Settings
 
-STATUS_START, STATUS_END = "<!-- ck:status:start -->", "<!-- ck:status:end -->"
+STATUS_START, STATUS_END = STATUS_BLOCK
 
 
 def initial_status_block(exp: Experiment) -> str:
@@ -37,7 +37,7 @@ def keep_blocks(new_text: str, old_path: Path) -> str:
     if not old_path.exists():
         return new_text
     old = old_path.read_text()
-    for start, end in ((STATUS_START, STATUS_END), ("<!-- ck:results:start -->", "<!-- ck:results:end -->")):
+    for start, end in (STATUS_BLOCK, RESULTS_BLOCK):
         if start in old and end in old and start in new_text:
             block = old[old.index(start):old.index(end) + len(end)]
             new_text = new_text[:new_text.index(start)] + block + new_text[new_text.index(end) + len(end):]
