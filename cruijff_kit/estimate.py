@@ -49,8 +49,12 @@ def main(args) -> int:
     from cruijff_kit.experiment.load import load_experiment
     from cruijff_kit.settings import load_settings
 
+    from dataclasses import replace
+
     settings = load_settings()
     exp = load_experiment(args.experiment, profile=args.profile, settings=settings)
+    if (Path(args.experiment) / "jobs.json").is_file() or (Path(args.experiment) / ".ck").is_dir():
+        exp = replace(exp, dir=Path(args.experiment).resolve())  # a (moved) experiment dir is where it is
     if args.check:
         return check_main(exp, settings, args)
     return estimate_main(exp, settings, args)
@@ -76,7 +80,7 @@ def estimate_main(exp, settings, args) -> int:
                     explanation="measured throughput beats defaults; same model first, then seq len and batch")
         used = {}
         for run in exp.runs:
-            prior = most_similar(priors, run.model, run.controls.batch_size, run.controls.max_seq_len)
+            prior = most_similar(priors, run.model, run.controls.batch_size, run.controls.max_seq_len, run.name)
             if prior and prior.path not in used:
                 used[prior.path] = prior
                 logbook.log(path, "EXTRACT_SPEED", f"{Path(prior.path).parent.name}: {prior.tokens_per_s:.0f} tokens/s",

@@ -80,6 +80,7 @@ class PriorRun:
     train_s: float
     eval_s_per_cell: float = 0.0
     peak_memory_gb: float = 0.0
+    samples: int = 0  # examples seen (all epochs): tokens / samples is the measured tokens per example
 
     @property
     def overhead_per_epoch(self) -> float:
@@ -104,7 +105,7 @@ def read_prior(record_path: Path, facts: dict | None = None) -> PriorRun | None:
     if record.get("kind", "train") != "train" or record.get("exit_code", 0) not in (0, None):
         return None
     summary = record.get("training_summary") if isinstance(record.get("training_summary"), dict) else {}
-    merged = {**(facts or {}), **summary, **{k: v for k, v in record.items() if not isinstance(v, dict)}}
+    merged = {**summary, **{k: v for k, v in record.items() if not isinstance(v, dict)}, **(facts or {})}
     tps = _num(merged, "tokens_per_s", "tokens_per_second", "tokens_per_sec")
     tokens = _num(merged, "tokens", "total_tokens", "tokens_seen", "num_tokens")
     train_s = _num(merged, "wall_s", "wall_time_s", "elapsed_s", "train_s")
@@ -112,8 +113,9 @@ def read_prior(record_path: Path, facts: dict | None = None) -> PriorRun | None:
         return None
     return PriorRun(str(record_path), str(merged.get("model") or merged.get("model_name") or ""),
                     int(_num(merged, "batch_size", default=1)), int(_num(merged, "max_seq_len", default=0)),
-                    int(_num(merged, "epochs", default=1)), int(tokens), tps, train_s,
-                    _num(merged, "eval_s_per_cell"), _num(merged, "peak_memory_gb", "gpu_peak_memory_gb"))
+                    int(_num(merged, "epochs", "total_epochs", default=1)), int(tokens), tps, train_s,
+                    _num(merged, "eval_s_per_cell"), _num(merged, "peak_memory_gb", "gpu_peak_memory_gb"),
+                    int(_num(merged, "samples", "examples_seen")))
 
 
 def _run_facts(record_path: Path, cache: dict) -> dict:
@@ -151,13 +153,15 @@ def find_priors(*roots: Path) -> list[PriorRun]:
     return priors
 
 
-def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_len: int) -> PriorRun | None:
-    """Same model first, then the nearest sequence length and batch size."""
+def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_len: int,
+                 run_name: str = "") -> PriorRun | None:
+    """Same model first, then the nearest sequence length and batch size; ties go to a run of the same name."""
     same = [p for p in priors if p.model == model]
     if not same:
         return None
     return min(same, key=lambda p: (abs(math.log2(max(p.max_seq_len, 1) / max(max_seq_len, 1))),
-                                    abs(math.log2(max(p.batch_size, 1) / max(batch_size, 1)))))
+                                    abs(math.log2(max(p.batch_size, 1) / max(batch_size, 1))),
+                                    Path(p.path).parent.name != run_name))
 
 
 def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun | None = None,
@@ -175,7 +179,9 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
     if c.max_steps_per_epoch:
         steps = min(steps, c.max_steps_per_epoch)
         n = min(n, steps * c.batch_size)
-    tokens = per_example * n * c.epochs if run.trains else 0
+    if prior and prior.samples:  # measured tokens per example (padding included) beat the heuristic
+        per_example = prior.tokens / prior.samples
+    tokens = int(per_example * n * c.epochs) if run.trains else 0
     if prior:
         tps = prior.tokens_per_s
         train_s = (tokens / tps + prior.overhead_per_epoch * (1 + c.epochs)) * calibration if run.trains else 0.0
@@ -200,7 +206,7 @@ def estimate_experiment(exp: Experiment, settings: Settings, priors: list[PriorR
                         calibration: float = 1.0) -> list[RunEstimate]:
     out = []
     for run in exp.runs:
-        prior = most_similar(priors or [], run.model, run.controls.batch_size, run.controls.max_seq_len)
+        prior = most_similar(priors or [], run.model, run.controls.batch_size, run.controls.max_seq_len, run.name)
         out.append(estimate_run(exp, run, settings, prior, calibration))
     return out
 

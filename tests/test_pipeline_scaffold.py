@@ -128,7 +128,7 @@ def test_prefs_job_script(scaffolded):
     assert args[args.index("--dataset") + 1] == str(design.parent / "data" / "answer42.json")
     assert args[args.index("--split") + 1] == "train"
     for flag, value in (("--k", "4"), ("--scorer", "match"), ("--temperature", "2.0"), ("--limit", "16"),
-                        ("--dataset-type", "chat_completion"), ("--device", "cpu"), ("--scorer-param", "location=exact")):
+                        ("--dataset-type", "chat_completion"), ("--device", "cpu"), ("--scorer-param", "location=begin")):
         assert args[args.index(flag) + 1] == value, flag
     assert "--use-reference" in args
     assert "prefs.slurm.exitcode" in text
@@ -165,7 +165,7 @@ def test_base_model_runs_render_text_completion(scratch, tmp_path):
         cfg = yaml.safe_load((exp_dir / run / "finetune.yaml").read_text())
         assert cfg["dataset"]["dataset_type"] == "text_completion", run
         setup = yaml.safe_load((exp_dir / run / "setup_finetune.yaml").read_text())
-        assert setup["dataset_type"] == "text_completion" and setup["chat_template"] is False
+        assert setup["dataset_type"] == "text_completion"
         assert jobs[f"{run}.train"]["meta"]["dataset_type"] == "text_completion"
         assert jobs[f"{run}.train"]["meta"]["chat_template"] is False
     for cell in ("base/eval/answer42", "sft/eval/answer42_epoch0", "dpo/eval/answer42_epoch0"):
@@ -186,7 +186,7 @@ def test_explicit_text_completion_on_instruct_model(scaffolded, tmp_path):
     exp_dir = _scaffold(_variant(design, edit)).exp.dir
     cfg = yaml.safe_load((exp_dir / "sft" / "finetune.yaml").read_text())
     assert cfg["dataset"]["dataset_type"] == "text_completion"
-    assert yaml.safe_load((exp_dir / "sft" / "setup_finetune.yaml").read_text())["chat_template"] is False
+    assert yaml.safe_load((exp_dir / "sft" / "setup_finetune.yaml").read_text())["dataset_type"] == "text_completion"
 
 
 def test_base_epoch_best_is_picked_in_the_job(scratch, tmp_path):

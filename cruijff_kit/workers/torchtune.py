@@ -448,10 +448,6 @@ def setup_yaml(plan: Plan, exp: Experiment) -> str:
                   "output_dir_base": str(plan.output_dir.parent)})
     if plan.base_checkpoint is not None:
         ident["base_checkpoint_dir"] = str(plan.base_checkpoint)
-        if plan.pick_best_from:
-            ident["base_epoch"] = "best"  # the job picks the base run's lowest-val-loss epoch at run time
-    # base (non-instruct) models and text_completion runs: raw text, no chat template, no added special tokens
-    ident["chat_template"] = plan.dataset_type == "chat_completion"
     slurm = {k: plan.res[k] for k in ("time", "gpus", "cpus", "mem", "account", "partition", "constraint")
              if plan.res.get(k) not in (None, "")}
     if "gpus" not in slurm:

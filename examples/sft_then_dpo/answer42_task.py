@@ -15,4 +15,4 @@ from cruijff_kit.tools.inspect.scorers import build_scorers
 def answer42(data_path: str, split: str = "test", prompt: str = "{input}", system_prompt: str = "",
              limit: int | None = None) -> Task:
     return Task(dataset=load_dataset(data_path, split, prompt=prompt, system_prompt=system_prompt, limit=limit),
-                solver=generate(), scorer=build_scorers([{"name": "match", "params": {"location": "exact"}}]))
+                solver=generate(), scorer=build_scorers([{"name": "match", "params": {"location": "begin"}}]))

@@ -1,0 +1,72 @@
+"""estimate: defaults without priors (preliminary), prior runs from real compute records, logged steps,
+--check with stored history and calibration. The fixture records come from a real tiny training run."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cruijff_kit import logbook
+from cruijff_kit.cli import main as cli_main
+
+from conftest import SANITY
+
+PRIORS = Path(__file__).parent / "fixtures" / "estimate" / "prior_scratch"
+RECORD = json.loads((PRIORS / "ck-sanity-checks/predictable_or_not/pp_output_only/compute.json").read_text())
+
+
+def test_without_priors_is_preliminary(scratch, capsys):
+    assert cli_main(["estimate", str(SANITY), "--profile", "tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["priors"] == 0 and report["totals"]["preliminary"] is True
+    assert all(r["basis"] == "defaults by model size" for r in report["runs"])
+    assert all(r["recommended_time"] == "00:15:00" for r in report["runs"])  # 15-minute floor
+
+
+def test_prior_runs_give_time_from_measured_throughput(scratch, capsys):
+    assert cli_main(["estimate", str(SANITY), "--profile", "tiny", "--priors", str(PRIORS), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["priors"] == 2 and report["totals"]["preliminary"] is False
+    by_run = {r["run"]: r for r in report["runs"]}
+    same = by_run["pp_output_only"]
+    assert same["basis"].startswith("prior run ") and same["tokens_per_s"] == round(RECORD["tokens_per_s"], 1)
+    # the same configuration is predicted from its own record: tokens and wall time reproduce exactly
+    assert same["tokens"] == RECORD["tokens"]
+    assert abs(same["train_s"] - RECORD["wall_s"]) / RECORD["wall_s"] < 0.02
+    exp_dir = scratch / "ck-sanity-checks" / "predictable_or_not"
+    actions = [e.action for e in logbook.read(exp_dir / "design-experiment.log")]
+    assert actions[0] == "SEARCH_PRIOR_RUNS" and "EXTRACT_SPEED" in actions
+    assert actions.count("CALCULATE_TIME") == 8 and actions[-1] == "CHECK_DISK"
+    assert json.loads((exp_dir / ".ck" / "estimate.json").read_text())["runs"]["pp_output_only"]["tokens"] == 8800
+
+
+def test_check_compares_predicted_with_actual_and_calibrates(scratch, capsys):
+    assert cli_main(["estimate", str(SANITY), "--profile", "tiny", "--priors", str(PRIORS)]) == 0
+    capsys.readouterr()
+    exp_dir = scratch / "ck-sanity-checks" / "predictable_or_not"
+    # the runs "happen": their compute records appear in the experiment dir, 10% slower than predicted
+    design = (PRIORS / "ck-sanity-checks/predictable_or_not/experiment_summary.yaml").read_text()
+    (exp_dir / "experiment_summary.yaml").write_text(design)
+    predicted = json.loads((exp_dir / ".ck" / "estimate.json").read_text())["runs"]
+    for run in ("pp_output_only", "up_output_only"):
+        record = dict(RECORD, run=run, wall_s=predicted[run]["train_s"] * 1.1)
+        (exp_dir / run).mkdir(exist_ok=True)
+        (exp_dir / run / "compute.json").write_text(json.dumps(record))
+    assert cli_main(["estimate", str(exp_dir), "--check", "--json"]) == 0
+    rows = {r["run"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert set(rows) == {"pp_output_only", "up_output_only"}
+    assert all(abs(r["error_pct"] + 9.1) < 0.2 for r in rows.values())  # predicted 1/1.1 of actual
+    history = scratch / "ck-estimates" / "history.jsonl"
+    assert len(history.read_text().splitlines()) == 2
+    # the next estimate is calibrated by that history (x1.1)
+    shutil.rmtree(exp_dir / "pp_output_only")
+    shutil.rmtree(exp_dir / "up_output_only")
+    assert cli_main(["estimate", str(exp_dir), "--priors", str(PRIORS), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert abs(report["calibration"] - 1.1) < 1e-6
+
+
+def test_check_without_estimate_is_a_user_error(scratch, capsys):
+    assert cli_main(["estimate", str(SANITY), "--profile", "tiny", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "no stored estimate to check" in err and "Traceback" not in err
