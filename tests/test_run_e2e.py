@@ -127,6 +127,7 @@ def assert_sanity_science(exp: Path, cli) -> None:
         train = [loss for _, loss in losses.train]
         assert train[-1] < train[0], (run, train[0], train[-1])  # loss decreases
         final_val[run] = losses.val[-1][1]
+        assert list(out.glob("logs/wandb/offline-run-*/*.wandb")), f"no offline W&B run for {run}"
     # output-only: the constant target (up) is learnt, random outputs (uu) are not
     assert final_val["up_output_only"] < 0.5 * final_val["uu_output_only"], final_val
     proc = cli("summarize", str(exp), timeout=900)

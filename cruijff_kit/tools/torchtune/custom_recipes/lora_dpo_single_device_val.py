@@ -86,30 +86,6 @@ RECIPE_NAME = "cruijff_kit.lora_dpo_single_device_val"
 DPO_COLLATE = "torchtune.data.padded_collate_dpo"
 
 
-class _MetricLoggers:
-    """Fan one metric stream out to the main logger and any extra ones (e.g. W&B next to DiskLogger)."""
-
-    def __init__(self, loggers: list) -> None:
-        self._loggers = loggers
-
-    def log_config(self, cfg) -> None:
-        for lg in self._loggers:
-            if hasattr(lg, "log_config"):
-                lg.log_config(cfg)
-
-    def log_dict(self, payload, step: int) -> None:
-        for lg in self._loggers:
-            lg.log_dict(payload, step=step)
-
-    def log(self, name, data, step: int) -> None:
-        for lg in self._loggers:
-            lg.log(name, data, step=step)
-
-    def close(self) -> None:
-        for lg in self._loggers:
-            lg.close()
-
-
 class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
     """LoRA DPO on one device: policy = model + LoRA, reference = the same model with LoRA disabled."""
 
@@ -123,11 +99,7 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
 
     # ------------------------------------------------------------------ setup
     def setup(self, cfg: DictConfig) -> None:
-        loggers = [config.instantiate(cfg.metric_logger)]
-        for extra in cfg.get("extra_metric_loggers", None) or []:
-            loggers.append(config.instantiate(extra))
-        self._metric_logger = _MetricLoggers(loggers)
-        self._metric_logger.log_config(cfg)
+        self._setup_metric_loggers(cfg)
 
         resume_state = self._load_resume_state(cfg) if self._resume else None
         self._checkpointer = config.instantiate(self._checkpointer_cfg(cfg.checkpointer))

@@ -86,6 +86,30 @@ def _peak_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
 
 
+class MetricLoggers:
+    """Fan one metric stream out to the main logger and any extra ones (e.g. W&B next to DiskLogger)."""
+
+    def __init__(self, loggers: list) -> None:
+        self._loggers = loggers
+
+    def log_config(self, cfg) -> None:
+        for lg in self._loggers:
+            if hasattr(lg, "log_config"):
+                lg.log_config(cfg)
+
+    def log_dict(self, payload, step: int) -> None:
+        for lg in self._loggers:
+            lg.log_dict(payload, step=step)
+
+    def log(self, name, data, step: int) -> None:
+        for lg in self._loggers:
+            lg.log(name, data, step=step)
+
+    def close(self) -> None:
+        for lg in self._loggers:
+            lg.close()
+
+
 class LoRAFinetuneRecipeSingleDeviceVal:
     """LoRA fine-tuning on one device with periodic validation, per-epoch checkpoints and a compute record."""
 
@@ -129,9 +153,16 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         }
 
     # ------------------------------------------------------------------ setup
-    def setup(self, cfg: DictConfig) -> None:
-        self._metric_logger = config.instantiate(cfg.metric_logger)
+    def _setup_metric_loggers(self, cfg: DictConfig) -> None:
+        """`metric_logger` (DiskLogger) plus any `extra_metric_loggers` (e.g. W&B), fed the same metrics."""
+        loggers = [config.instantiate(cfg.metric_logger)]
+        for extra in cfg.get("extra_metric_loggers", None) or []:
+            loggers.append(config.instantiate(extra))
+        self._metric_logger = MetricLoggers(loggers)
         self._metric_logger.log_config(cfg)
+
+    def setup(self, cfg: DictConfig) -> None:
+        self._setup_metric_loggers(cfg)
 
         resume_state = self._load_resume_state(cfg) if self._resume else None
         self._checkpointer = config.instantiate(self._checkpointer_cfg(cfg.checkpointer))
