@@ -1061,3 +1061,19 @@ def test_create_inspect_task_commands(tmp_path):
     assert script.is_file() and task_problem(script, "capital_cities") == ""
     again = _exec(program, calls[-1][1], calls[-1][2], env)
     assert again.returncode == 2 and "--force" in again.stderr, "never overwritten without --force"
+
+
+DOCS = [REPO / "README.md", REPO / "sanity_checks" / "predictable_or_not" / "README.md"]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=rel)
+def test_readme_cli_commands_parse(path):
+    """The READMEs' shell blocks are held to the same standard as the skills."""
+    test_fenced_cli_commands_parse(path)
+
+
+def test_readme_has_both_paths():
+    text = (REPO / "README.md").read_text()
+    assert "### With Claude Code" in text and "### Without Claude Code" in text
+    for skill in ("design-experiment", "scaffold-experiment", "run-experiment", "summarize-experiment"):
+        assert f"/{skill}" in text
