@@ -107,6 +107,7 @@ def test_dpo_config_starts_from_sft_checkpoint(scaffolded, scratch):
     assert sft["dataset"]["source"] == str(design.parent / "data" / "answer42.json")
 
 
+@pytest.mark.slow  # one `tune validate` subprocess per config: ~8 s each on a loaded 2-core box
 def test_dpo_config_passes_tune_validate(scaffolded):
     outcome, _ = scaffolded
     tune = Path(sys.executable).parent / "tune"

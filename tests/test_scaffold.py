@@ -167,9 +167,6 @@ def test_tiny_model_and_base_run(tmp_path, scratch):
 
 
 @pytest.mark.parametrize("change, where, message", [
-    ({"runs": [{"name": "b", "type": "fine-tuned", "model": "tiny-llama", "base_run": "a", "base_epoch": "best"},
-               {"name": "a", "type": "fine-tuned", "model": "tiny-llama"}]},
-     "runs[0].base_epoch", "best is only known after the base run has trained"),
     ({"controls": {"device": "cuda"}}, "controls.device", "device: cuda but the job requests no GPU"),
     ({"controls": {"dataset_type": "text_completion", "system_prompt": "Be terse."}}, "controls.system_prompt",
      "text_completion has no system turn"),
