@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cruijff_kit.experiment.model import Experiment, Run
@@ -45,14 +46,30 @@ class RunEstimate:
 def dataset_stats(path: Path | None, declared: dict) -> tuple[int, float]:
     """(train examples, mean characters per example) from the file, else the declared split size."""
     if path is not None and path.is_file():
-        try:
-            rows = json.loads(path.read_text()).get("train", [])
-            if rows:
-                chars = sum(len(str(r.get("input", ""))) + len(str(r.get("output", ""))) for r in rows)
-                return len(rows), chars / len(rows)
-        except (json.JSONDecodeError, AttributeError):
-            pass
+        found = _file_stats(str(path), path.stat().st_mtime_ns)
+        if found:
+            return found
     return int(declared.get("train", 1000)), 200.0
+
+
+@lru_cache(maxsize=256)
+def _file_stats(path: str, mtime_ns: int) -> tuple[int, float] | None:
+    """Read each data file once per scaffold/estimate, however many runs share it."""
+    try:
+        rows = json.loads(Path(path).read_text()).get("train", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    if not rows:
+        return None
+    chars = sum(len(str(r.get("input", ""))) + len(str(r.get("output", ""))) for r in rows)
+    return len(rows), chars / len(rows)
+
+
+def recommended_mem(prior: PriorRun | None) -> str:
+    """A --mem with 50% headroom over the most similar prior run's peak memory; '' without one."""
+    if prior is None or prior.peak_memory_gb <= 0:
+        return ""
+    return f"{max(2, math.ceil(prior.peak_memory_gb * 1.5 + 1))}G"
 
 
 def slurm_time(seconds: float) -> str:
