@@ -1,9 +1,13 @@
 """Single-device LoRA fine-tuning with validation loss: cruijff_kit's torchtune recipe.
 
-Run it either way (``key=value`` overrides work in both)::
+Run it either way (``key=value`` overrides work in both), from any directory::
 
-    tune run /abs/path/to/lora_finetune_single_device_val.py --config finetune.yaml
     python -m cruijff_kit.tools.torchtune.custom_recipes.lora_finetune_single_device_val --config finetune.yaml
+    tune run cruijff_kit/tools/torchtune/custom_recipes/lora_finetune_single_device_val.py --config finetune.yaml
+
+(torchtune 0.6.1's ``tune run`` turns a custom recipe's path into a module name by replacing ``/`` with
+``.``, so it must be this relative path, which names the installed module; an absolute path becomes
+``.work.…`` and fails with "Relative module names not supported".)
 
 It reads the config keys of torchtune 0.6.1's ``lora_finetune_single_device`` and adds validation:
 
