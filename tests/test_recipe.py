@@ -23,10 +23,11 @@ RECIPE_FILE = REPO / "cruijff_kit" / "tools" / "torchtune" / "custom_recipes" / 
 TOOLS_DIR = REPO / "cruijff_kit" / "tools"
 IGNORE = -100
 
-# 40 train examples / batch 4 = 10 steps an epoch; validation every 4 steps and at epoch ends.
+# 40 train examples / batch 4 = 10 steps an epoch; validation before training (step 0), every 4 steps
+# and at epoch ends.
 N_TRAIN, N_VAL, BATCH, EPOCHS, VAL_EVERY = 40, 12, 4, 2, 4
 STEPS_PER_EPOCH = N_TRAIN // BATCH
-EXPECTED_VAL_STEPS = [4, 8, 10, 12, 16, 20]
+EXPECTED_VAL_STEPS = [0, 4, 8, 10, 12, 16, 20]
 
 # A complete config for the tiny model, written by hand (the scaffolder renders the real ones).
 FINETUNE_YAML = """\
@@ -89,6 +90,7 @@ shuffle: true
 batch_size: {batch}
 batch_size_val: 4
 run_val_every_n_steps: {val_every}
+run_val_at_start: true
 
 epochs: {epochs}
 max_steps_per_epoch: null
@@ -214,8 +216,8 @@ def test_train_loss_falls_and_val_loss_logged_every_n_steps(trained):
     first, last = loss[0][1], loss[-1][1]
     assert last < 0.6 * first, f"train loss did not fall: {first} -> {last}"
     val = series(rows, "val_loss")
-    assert [s for s, _ in val] == EXPECTED_VAL_STEPS  # every 4 steps + epoch ends, same step counter
-    assert val[-1][1] < val[0][1]
+    assert [s for s, _ in val] == EXPECTED_VAL_STEPS  # start, every 4 steps, epoch ends; same step counter
+    assert val[-1][1] < 0.6 * val[0][1], f"val loss did not fall: {val[0][1]} -> {val[-1][1]}"
     assert all({"lr", "tokens_per_second_per_gpu"} <= set(d) for _, d in rows if "loss" in d)
 
 
