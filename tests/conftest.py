@@ -12,6 +12,13 @@ REPO = Path(__file__).resolve().parent.parent
 SANITY = REPO / "sanity_checks" / "predictable_or_not"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sanity_data() -> Path:
+    """The sanity check's data is generated (seeded, git-ignored), never committed: make it once per session."""
+    subprocess.run([sys.executable, str(SANITY / "generate_data.py")], check=True, capture_output=True)
+    return SANITY / "data" / "green" / "predictable_or_not"
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO
