@@ -205,10 +205,10 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
     else:
         tps = default_throughput(size, c.device)
         train_s = (tokens / tps + STARTUP_S * (1 + c.epochs)) if run.trains else 0.0
-    cells = [cell for cell in exp.cells() if cell.run == run.name]
+    n_cells = exp.cell_counts.get(run.name, 0)
     samples = exp.evaluation.limit or 100
     per_cell = prior.eval_s_per_cell if prior and prior.eval_s_per_cell else STARTUP_S + samples * EVAL_S_PER_SAMPLE
-    eval_s = len(cells) * per_cell
+    eval_s = n_cells * per_cell
     gpus = int(run.slurm_overrides.get("gpus", settings.slurm_gpus)) if c.device != "cpu" else 0
     gpu_hours = (train_s + eval_s) / 3600 * gpus
     disk = size * (0.01 if c.save_adapter_weights_only else 1.0) * c.epochs if run.trains else 0.0

@@ -210,6 +210,14 @@ class Experiment:
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
 
+    @cached_property
+    def cell_counts(self) -> dict:
+        """Number of eval cells per run (estimates ask this once per run of a 1,000-run sweep)."""
+        counts: dict = {}
+        for cell in self.cells():
+            counts[cell.run] = counts.get(cell.run, 0) + 1
+        return counts
+
     def cells(self) -> list[Cell]:
         """Every (run, task, epoch) evaluation of the matrix, in a stable order."""
         out: list[Cell] = []
