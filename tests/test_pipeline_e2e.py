@@ -47,7 +47,10 @@ def test_sft_then_dpo_pipeline_runs_end_to_end(scratch, tmp_path):
     assert len(jobs) == 6
     for job in jobs:
         assert (exp_dir / (job["script"] + ".exitcode")).read_text().strip() == "0", job["id"]
-    assert "gate verify: passed" in res.stdout or "gate" not in res.stdout  # gates: engine's, when present
+    from cruijff_kit import logbook
+
+    gates = [e for e in logbook.read(exp_dir / "run-experiment.log") if e.action.startswith("GATE_")]
+    assert [e.action for e in gates] == ["GATE_PASSED"], gates  # the base model failed the task: SFT may start
     # the preference file has pairs, chosen != rejected
     prefs = json.loads((src / "data" / "answer42_prefs.json").read_text())
     assert len(prefs["train"]) >= 1
@@ -79,3 +82,14 @@ def test_sft_then_dpo_pipeline_runs_end_to_end(scratch, tmp_path):
     print(f"accuracy: {accuracy}")
     assert accuracy["base"] <= 0.3 < accuracy["sft"]
     assert accuracy["dpo"] > 0.3
+    # the comparison table: the stage progression base -> SFT -> DPO with deltas, and the cost figures
+    res = _ck("summarize", str(exp_dir), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads((exp_dir / "analysis" / "summary.json").read_text())
+    table = next(t for t in summary["stages"] if t["metric"] == "match.accuracy")
+    rows = {r["stage"]: r for r in table["rows"]}
+    assert rows["verify"]["best"] == accuracy["base"] and rows["sft"]["best"] == accuracy["sft"]
+    assert rows["sft"]["delta_first"] == pytest.approx(accuracy["sft"] - accuracy["base"])
+    assert rows["dpo"]["delta_prev"] == pytest.approx(accuracy["dpo"] - accuracy["sft"])
+    assert {r["stage"] for r in summary["cost"]["stages"]} >= {"verify", "sft", "dpo"}
+    assert "Cost per stage" in (exp_dir / "analysis" / "summary.md").read_text()
