@@ -78,7 +78,7 @@ def model_section(model_dir: Path) -> dict:
 
 
 def dpo_context(*, model_dir: Path, checkpoint_dir: Path, output_dir: Path, source: Path, **over) -> dict:
-    """A complete context for templates/torchtune/dpo.yaml.j2 (tiny model on the CPU)."""
+    """A complete context for tests/fixtures/dpo/dpo.yaml.j2 (tiny model on the CPU)."""
     ctx = {
         "run": "dpo_run", "experiment": "unit", "output_dir": str(output_dir), "model_label": "tiny-llama",
         "reference_label": str(checkpoint_dir),

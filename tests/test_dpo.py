@@ -1,7 +1,7 @@
 """LoRA DPO: the preference dataset (tokenized as SFT is) and the recipe, run for real on the tiny model.
 
 The slow test chains the real pipeline: a short SFT run with our SFT recipe, then DPO whose checkpointer
-points at the SFT run's epoch_0/ (config rendered from templates/torchtune/dpo.yaml.j2). It checks that
+points at the SFT run's epoch_0/ (config rendered from tests/fixtures/dpo/dpo.yaml.j2). It checks that
 rewards learn, that every saved epoch is exactly SFT weights + that epoch's LoRA delta (the CPU
 checkpoint-corruption regression, and the proof that DPO started from the SFT checkpoint), and the
 metrics and training_summary.json the recipe promises.
@@ -9,6 +9,7 @@ metrics and training_summary.json the recipe promises.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,19 @@ from conftest_dpo import (  # noqa: E402
     write_json,
 )
 
-from cruijff_kit.render import render  # noqa: E402
+from cruijff_kit.render import environment  # noqa: E402
+
+
+def render(name: str, **ctx) -> str:
+    """A hand-built DPO config for the recipe's unit tests (scaffolded DPO runs render through
+    templates/torchtune/finetune.yaml.j2); same filters as the package's renderer."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "fixtures" / "dpo")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters.update(environment().filters)
+    return env.get_template(name.rsplit("/", 1)[-1]).render(**ctx)
 
 pytest_plugins = ["conftest_dpo"]  # fixtures: tiny_model, tt_tokenizer
 
