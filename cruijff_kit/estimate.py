@@ -13,7 +13,6 @@ stores it in {scratch}/ck-estimates/history.jsonl so later estimates are calibra
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -22,27 +21,18 @@ from cruijff_kit.errors import UserError
 
 PREDICTIONS = ".ck/estimate.json"
 CHECK = ".ck/estimate_check.json"
-HISTORY = "ck-estimates/history.jsonl"
 
 
 def configure(parser) -> None:
     parser.add_argument("experiment", help="experiment_summary.yaml or the experiment directory")
     parser.add_argument("--profile", help="apply a profile from the design's `profiles:`")
     parser.add_argument("--priors", action="append", default=[], metavar="DIR",
-                        help="another scratch dir to search for prior runs (repeatable)")
+                        help="another scratch dir to search for prior runs (repeatable; $CK_PRIORS, "
+                             "os.pathsep-separated, adds dirs for every command that estimates)")
     parser.add_argument("--check", action="store_true",
                         help="compare the last estimate with the actual run times and store the error")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--no-log", action="store_true", help="do not append to design-experiment.log")
-
-
-def calibration(history: Path) -> float:
-    """Median actual/predicted of earlier checks (bounded), 1.0 without history."""
-    try:
-        ratios = [json.loads(line)["ratio"] for line in history.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError, KeyError):
-        return 1.0
-    return min(2.0, max(0.5, statistics.median(ratios))) if ratios else 1.0
 
 
 def main(args) -> int:
@@ -62,13 +52,11 @@ def main(args) -> int:
 
 def estimate_main(exp, settings, args) -> int:
     from cruijff_kit import logbook
-    from cruijff_kit.estimation import estimate_experiment, find_priors, most_similar, totals
+    from cruijff_kit.estimation import most_similar, plan_estimates, totals
     from cruijff_kit.files import write_json
 
-    roots = [settings.scratch, *(Path(p) for p in args.priors)]
-    priors = find_priors(*roots)
-    factor = calibration(settings.scratch / HISTORY)
-    estimates = estimate_experiment(exp, settings, priors, factor)
+    plan = plan_estimates(exp, settings, args.priors)
+    roots, priors, factor, estimates = plan.roots, plan.priors, plan.calibration, plan.estimates
     total = totals(estimates)
     write_json(exp.dir / PREDICTIONS, {"experiment": exp.name, "calibration": factor,
                                        "runs": {e.run: asdict(e) for e in estimates}, "totals": total})
@@ -113,7 +101,7 @@ def estimate_main(exp, settings, args) -> int:
 
 
 def check_main(exp, settings, args) -> int:
-    from cruijff_kit.estimation import find_priors
+    from cruijff_kit.estimation import HISTORY, find_priors
     from cruijff_kit.files import read_json, write_json
 
     predicted = read_json(exp.dir / PREDICTIONS)

@@ -5,11 +5,17 @@ preliminary). With prior runs (compute records written by `run`), the most simil
 nearest sequence length and batch size) gives throughput and per-epoch overhead:
     train time = tokens / measured tokens/s + overhead per epoch x (epochs + 1), x calibration
 where calibration is the median actual/predicted ratio of earlier `estimate --check` results.
+
+`plan_estimates` is the one way in: every consumer (estimate, design summary, scaffold's --time and --mem,
+status and summarize costs) searches the same prior dirs (the scratch dir, $CK_PRIORS, --priors) and
+applies the same calibration, so the numbers agree wherever they are shown.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import statistics
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +30,7 @@ STARTUP_S = 60.0  # job start, model load, tokenizer, checkpoint save per epoch
 EVAL_S_PER_SAMPLE = 0.5
 SAFETY = 1.5  # recommended --time = estimate x SAFETY, rounded up to 15 minutes
 TOKENS_PER_CHAR = 0.35
+HISTORY = "ck-estimates/history.jsonl"  # under the scratch dir: one line per run checked by `estimate --check`
 
 
 @dataclass
@@ -237,3 +244,61 @@ def totals(estimates: list[RunEstimate]) -> dict:
 
 def as_rows(estimates: list[RunEstimate]) -> list[dict]:
     return [asdict(e) for e in estimates]
+
+
+@dataclass
+class Plan:
+    """An experiment's estimates with what they rest on."""
+
+    estimates: list[RunEstimate]
+    priors: list[PriorRun]
+    roots: list[Path]
+    calibration: float
+
+
+def prior_roots(settings: Settings, extra=()) -> list[Path]:
+    """Where prior runs are searched: the scratch dir, then $CK_PRIORS (os.pathsep-separated), then `extra`."""
+    env = [p for p in os.environ.get("CK_PRIORS", "").split(os.pathsep) if p.strip()]
+    roots: list[Path] = []
+    for root in (settings.scratch, *env, *extra):
+        path = Path(root).expanduser().resolve()
+        if path not in roots:
+            roots.append(path)
+    return roots
+
+
+def calibration(history: Path) -> float:
+    """Median actual/predicted of earlier checks (bounded to 0.5..2), 1.0 without history."""
+    try:
+        ratios = [json.loads(line)["ratio"] for line in history.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1.0
+    return min(2.0, max(0.5, statistics.median(ratios))) if ratios else 1.0
+
+
+_PRIORS_CACHE: dict[tuple, list[PriorRun]] = {}
+
+
+def priors_under(roots: list[Path]) -> list[PriorRun]:
+    """find_priors, once per process and set of roots (scaffold asks for every run of a sweep)."""
+    key = tuple(str(r) for r in roots)
+    if key not in _PRIORS_CACHE:
+        _PRIORS_CACHE[key] = find_priors(*roots)
+    return _PRIORS_CACHE[key]
+
+
+def plan_estimates(exp: Experiment, settings: Settings, extra_roots=()) -> Plan:
+    roots = prior_roots(settings, extra_roots)
+    priors = find_priors(*roots)
+    factor = calibration(settings.scratch / HISTORY)
+    return Plan(estimate_experiment(exp, settings, priors, factor), priors, roots, factor)
+
+
+def scaffold_estimate(exp: Experiment, run: Run, settings: Settings) -> tuple[RunEstimate, PriorRun | None]:
+    """One run's estimate as plan_estimates gives it, with prior search cached for a whole sweep."""
+    roots = prior_roots(settings)
+    prior = most_similar(priors_under(roots), run.model, run.controls.batch_size, run.controls.max_seq_len, run.name)
+    key = ("calibration", str(settings.scratch))
+    if key not in _PRIORS_CACHE:
+        _PRIORS_CACHE[key] = calibration(settings.scratch / HISTORY)
+    return estimate_run(exp, run, settings, prior, _PRIORS_CACHE[key]), prior

@@ -2,7 +2,8 @@
 # The main job: the predictable_or_not sanity check, end to end on this machine's CPU.
 #   data -> tiny model -> validate -> scaffold (--profile tiny) -> train 8 runs + eval -> summarize
 # Everything lands under $CK_SCRATCH (default ./ck-scratch). Re-running continues where it stopped.
-# CK_EXECUTOR=slurm sends the jobs through SLURM; CK_PRIORS=DIR adds an earlier scratch dir for estimates.
+# CK_EXECUTOR=slurm sends the jobs through SLURM; CK_PRIORS=DIR adds an earlier scratch dir of prior runs
+# to every estimate (estimate, the plan's Compute Estimates, the scripts' --time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CK_SCRATCH="${CK_SCRATCH:-$PWD/ck-scratch}"
@@ -25,7 +26,7 @@ $CK design verify "$DESIGN" --profile tiny
 
 step "4/6 scaffold run directories, configs and job scripts; estimate; render the plan"
 $CK scaffold "$DESIGN" --profile tiny
-$CK estimate "$DESIGN" --profile tiny ${CK_PRIORS:+--priors "$CK_PRIORS"}
+$CK estimate "$DESIGN" --profile tiny
 $CK design summary "$DESIGN" --profile tiny
 EXP_DIR="$($CK validate "$DESIGN" --profile tiny --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')"
 

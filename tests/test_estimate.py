@@ -70,3 +70,25 @@ def test_check_without_estimate_is_a_user_error(scratch, capsys):
     assert cli_main(["estimate", str(SANITY), "--profile", "tiny", "--check"]) == 2
     err = capsys.readouterr().err
     assert "no stored estimate to check" in err and "Traceback" not in err
+
+
+def test_every_consumer_shows_the_same_prior_based_estimate(scratch, capsys, monkeypatch):
+    """$CK_PRIORS reaches estimate, design summary (Compute Estimates) and scaffold (--time) alike."""
+    monkeypatch.setenv("CK_PRIORS", str(PRIORS))
+    assert cli_main(["estimate", str(SANITY), "--profile", "tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["priors"] == 2
+    est = {r["run"]: r for r in report["runs"]}["pp_output_only"]
+    assert est["basis"] == "prior run pp_output_only"
+    assert cli_main(["design", "summary", str(SANITY), "--profile", "tiny"]) == 0
+    assert cli_main(["scaffold", str(SANITY), "--profile", "tiny"]) == 0
+    capsys.readouterr()
+    exp_dir = scratch / "ck-sanity-checks" / "predictable_or_not"
+    plan = (exp_dir / "experiment_summary.md").read_text()
+    section = plan.split("## Compute Estimates", 1)[1].split("\n## ", 1)[0]
+    assert "Preliminary" not in section
+    row = next(line for line in section.splitlines() if line.startswith("| pp_output_only |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == f"{est['train_s'] / 60:.1f}" and cells[-1] == "prior run pp_output_only"
+    slurm = (exp_dir / "pp_output_only" / "finetune.slurm").read_text()
+    assert f"#SBATCH --time={est['recommended_time']}" in slurm

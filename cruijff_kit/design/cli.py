@@ -28,6 +28,8 @@ def configure(parser) -> None:
     p.add_argument("file", help="experiment_summary.yaml (or its directory)")
     p.add_argument("--profile", help="apply a profile from the design's `profiles:`")
     p.add_argument("--out", help="where to write (default: the experiment directory)")
+    p.add_argument("--priors", action="append", default=[], metavar="DIR",
+                   help="another scratch dir with prior runs for the Compute Estimates (as `estimate --priors`)")
     p.add_argument("--dry-run", action="store_true", help="print the Markdown, write nothing")
 
 
@@ -98,7 +100,7 @@ def summary_main(args) -> int:
 
     exp, settings = _load(args)
     out = Path(args.out) if args.out else exp.dir / "experiment_summary.md"
-    text = keep_blocks(render_summary(exp, settings), out)
+    text = keep_blocks(render_summary(exp, settings, priors=args.priors), out)
     if args.dry_run:
         print(text)
         return 0

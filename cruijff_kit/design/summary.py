@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from cruijff_kit.estimation import SAFETY, estimate_experiment, find_priors, totals
+from cruijff_kit.estimation import SAFETY, plan_estimates, totals
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.render import RESULTS_BLOCK, STATUS_BLOCK, render
 from cruijff_kit.settings import Settings
@@ -22,8 +22,8 @@ def initial_status_block(exp: Experiment) -> str:
     return "\n".join(lines)
 
 
-def render_summary(exp: Experiment, settings: Settings, status_block: str | None = None) -> str:
-    estimates = estimate_experiment(exp, settings, find_priors(settings.scratch))
+def render_summary(exp: Experiment, settings: Settings, status_block: str | None = None, priors=()) -> str:
+    estimates = plan_estimates(exp, settings, priors).estimates
     controls = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(exp.controls).items()}
     return render("experiment_summary.md.j2", exp=exp, cells=exp.cells(), controls=controls,
                   n_trained=sum(1 for r in exp.runs if r.trains), estimates=estimates,

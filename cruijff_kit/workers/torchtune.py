@@ -44,7 +44,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from cruijff_kit.errors import ProblemList, UserError
-from cruijff_kit.estimation import estimate_run, find_priors, most_similar, recommended_mem
+from cruijff_kit.estimation import recommended_mem, scaffold_estimate
 from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.jobs import JobSpec
 from cruijff_kit.jobscript import job_environment, resources
@@ -136,12 +136,6 @@ def module_file(dotted: str) -> str:
                 return ""
             locations = list(spec.submodule_search_locations)
     return spec.origin or ""
-
-
-@cache
-def _priors(scratch: Path) -> list:
-    """Compute records of earlier runs under the scratch dir (searched once per process)."""
-    return find_priors(scratch)
 
 
 def recipe_arg(module: str) -> str:
@@ -309,9 +303,9 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
         overrides["gpus"] = 0
     res = resources(settings, overrides, defaults)
     if run.trains:  # the estimate's --time (and --mem, from a prior run) unless the design overrides them
-        prior = most_similar(_priors(settings.scratch), run.model, c.batch_size, c.max_seq_len, run.name)
+        estimate, prior = scaffold_estimate(exp, run, settings)
         if "time" not in overrides:
-            res["time"] = estimate_run(exp, run, settings, prior).recommended_time
+            res["time"] = estimate.recommended_time
         if "mem" not in overrides and recommended_mem(prior):
             res["mem"] = recommended_mem(prior)
     for key in ("time", "mem", "account", "partition", "constraint"):
