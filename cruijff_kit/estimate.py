@@ -101,7 +101,7 @@ def estimate_main(exp, settings, args) -> int:
 
 
 def check_main(exp, settings, args) -> int:
-    from cruijff_kit.estimation import HISTORY, find_priors
+    from cruijff_kit.estimation import HISTORY, eval_walls, find_priors
     from cruijff_kit.files import read_json, write_json
 
     predicted = read_json(exp.dir / PREDICTIONS)
@@ -114,9 +114,14 @@ def check_main(exp, settings, args) -> int:
     for name, est in predicted["runs"].items():
         if name in actual and est["train_s"] > 0:
             real = actual[name].train_s
-            rows.append({"run": name, "predicted_s": est["train_s"], "actual_s": round(real, 1),
-                         "error_pct": round(100 * (est["train_s"] - real) / real, 1),
-                         "ratio": round(real / est["train_s"], 4), "model": actual[name].model})
+            row = {"run": name, "predicted_s": est["train_s"], "actual_s": round(real, 1),
+                   "error_pct": round(100 * (est["train_s"] - real) / real, 1),
+                   "ratio": round(real / est["train_s"], 4), "model": actual[name].model}
+            walls = eval_walls(exp.dir / name)
+            if walls and est.get("eval_s"):
+                row.update(eval_predicted_s=est["eval_s"], eval_actual_s=round(sum(walls), 1), eval_cells=len(walls),
+                           eval_error_pct=round(100 * (est["eval_s"] - sum(walls)) / sum(walls), 1))
+            rows.append(row)
     if not rows:
         raise UserError("no finished training runs with compute records to compare", where=str(exp.dir),
                         hint="run the experiment first (cruijff-kit run ... --wait)")
@@ -129,11 +134,17 @@ def check_main(exp, settings, args) -> int:
     if args.json:
         print(json.dumps({"runs": rows}, indent=2))
         return 0
-    print(f"{'run':<32} {'predicted s':>12} {'actual s':>10} {'error':>8}")
+    print(f"{'run':<32} {'train: predicted s':>18} {'actual s':>9} {'error':>7}   "
+          f"{'eval: predicted s':>17} {'actual s':>9} {'error':>7}")
     for r in rows:
-        print(f"{r['run']:<32} {r['predicted_s']:>12.1f} {r['actual_s']:>10.1f} {r['error_pct']:>7.1f}%")
+        evals = (f"{r['eval_predicted_s']:>17.1f} {r['eval_actual_s']:>9.1f} {r['eval_error_pct']:>6.1f}%"
+                 if "eval_error_pct" in r else f"{'-':>17} {'-':>9} {'-':>7}")
+        print(f"{r['run']:<32} {r['predicted_s']:>18.1f} {r['actual_s']:>9.1f} {r['error_pct']:>6.1f}%   {evals}")
     worst = max(abs(r["error_pct"]) for r in rows)
-    print(f"worst error {worst:.1f}% over {len(rows)} run(s); stored in {history}", file=sys.stderr)
+    eval_errors = [abs(r["eval_error_pct"]) for r in rows if "eval_error_pct" in r]
+    print(f"worst training error {worst:.1f}% over {len(rows)} run(s)"
+          + (f", worst eval error {max(eval_errors):.1f}%" if eval_errors else "")
+          + f"; stored in {history} (training ratios calibrate later estimates)", file=sys.stderr)
     return 0
 
 

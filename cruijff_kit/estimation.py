@@ -163,6 +163,25 @@ def _run_facts(record_path: Path, cache: dict) -> dict:
             "epochs": run.controls.epochs}
 
 
+def eval_walls(run_dir: Path) -> list[float]:
+    """Wall seconds of a run's finished eval cells, from their compute.json records."""
+    walls = []
+    for cell in sorted(Path(run_dir).glob("eval/*/compute.json")):
+        try:
+            record = json.loads(cell.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if record.get("kind") == "eval" and record.get("exit_code", 0) in (0, None) and _num(record, "wall_s") > 0:
+            walls.append(_num(record, "wall_s"))
+    return walls
+
+
+def _eval_facts(record_path: Path) -> dict:
+    """eval_s_per_cell: the median wall time of the run's finished eval cells."""
+    walls = eval_walls(record_path.parent)
+    return {"eval_s_per_cell": statistics.median(walls)} if walls else {}
+
+
 def find_priors(*roots: Path) -> list[PriorRun]:
     """Every usable compute record under the given scratch dirs (experiments and sanity checks)."""
     priors, cache = [], {}
@@ -171,7 +190,7 @@ def find_priors(*roots: Path) -> list[PriorRun]:
             for path in sorted(Path(root).glob(pattern)):
                 if any(p.path == str(path) for p in priors):
                     continue
-                prior = read_prior(path, _run_facts(path, cache))
+                prior = read_prior(path, {**_eval_facts(path), **_run_facts(path, cache)})
                 if prior:
                     priors.append(prior)
     return priors

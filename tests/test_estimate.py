@@ -33,6 +33,8 @@ def test_prior_runs_give_time_from_measured_throughput(scratch, capsys):
     # the same configuration is predicted from its own record: tokens and wall time reproduce exactly
     assert same["tokens"] == RECORD["tokens"]
     assert abs(same["train_s"] - RECORD["wall_s"]) / RECORD["wall_s"] < 0.02
+    # eval time from the prior run's own eval cells (median 10.25 s of 10.4 and 10.1) x its 2 cells
+    assert same["eval_s"] == 20.5
     exp_dir = scratch / "ck-sanity-checks" / "predictable_or_not"
     actions = [e.action for e in logbook.read(exp_dir / "design-experiment.log")]
     assert actions[0] == "SEARCH_PRIOR_RUNS" and "EXTRACT_SPEED" in actions
@@ -52,10 +54,16 @@ def test_check_compares_predicted_with_actual_and_calibrates(scratch, capsys):
         record = dict(RECORD, run=run, wall_s=predicted[run]["train_s"] * 1.1)
         (exp_dir / run).mkdir(exist_ok=True)
         (exp_dir / run / "compute.json").write_text(json.dumps(record))
+    for epoch in (0, 1):  # pp_output_only's two eval cells also run 10% slower than predicted (2 x 10.25 s)
+        cell = exp_dir / "pp_output_only" / "eval" / f"next_value_epoch{epoch}"
+        cell.mkdir(parents=True)
+        (cell / "compute.json").write_text(json.dumps({"kind": "eval", "exit_code": 0, "wall_s": 10.25 * 1.1}))
     assert cli_main(["estimate", str(exp_dir), "--check", "--json"]) == 0
     rows = {r["run"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
     assert set(rows) == {"pp_output_only", "up_output_only"}
     assert all(abs(r["error_pct"] + 9.1) < 0.2 for r in rows.values())  # predicted 1/1.1 of actual
+    assert rows["pp_output_only"]["eval_cells"] == 2 and abs(rows["pp_output_only"]["eval_error_pct"] + 9.1) < 0.2
+    assert "eval_error_pct" not in rows["up_output_only"]  # no eval records: nothing to compare
     history = scratch / "ck-estimates" / "history.jsonl"
     assert len(history.read_text().splitlines()) == 2
     # the next estimate is calibrated by that history (x1.1)
