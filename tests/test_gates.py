@@ -237,3 +237,43 @@ def test_slurm_gate_stops_then_resubmit_continues(tmp_path, scratch, cli, eval_l
     assert {st["jobs"][i]["state"] for i in st["jobs"]} == {"completed"}
     assert all(st["jobs"][i]["native_id"].isdigit() for i in LATER)
     assert st["gates"]["base"]["passed"] is True
+
+
+@pytest.mark.slurm
+def test_slurm_without_wait_continues_through_gates_on_the_cluster(tmp_path, scratch, cli, eval_logs):
+    """One `run --executor slurm` (no --wait): continuation jobs decide each gate on the cluster."""
+    import shutil
+
+    from run_fixtures import wait_for
+
+    if shutil.which("sbatch") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        pytest.skip("needs the single-node SLURM: `bash scripts/slurm-local.sh up`")
+    exp = staged_experiment(tmp_path, eval_logs, acc={"base": 0.25, "sft": 0.75, "polish": 1.0},
+                            gates={"base": {"metric": "instruct.match.accuracy", "op": "<=", "value": 0.5},
+                                   "sft": {"metric": "instruct.match.accuracy", "op": ">=", "value": 0.75}})
+    marks = tmp_path / "marks"
+    proc = cli("run", str(exp), "--executor", "slurm", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "submitted continuation" in proc.stdout and "wait on a stage gate" in proc.stdout
+    assert states(exp)["sft.train"] == "pending" and state(exp)["jobs"]["sft.train"]["native_id"] is None
+
+    def finished():
+        cli("status", str(exp), timeout=60)  # polls SLURM; submits nothing
+        current = states(exp)
+        return current if all(s in ("completed", "failed", "cancelled") for s in current.values()) else None
+
+    final = wait_for(finished, timeout=240, interval=2, what="every job to end through the continuations")
+    assert set(final.values()) == {"completed"}, final
+    st = state(exp)
+    assert st["gates"]["base"]["outcome"] == "passed" and st["gates"]["sft"]["outcome"] == "passed"
+    continuations = entries(exp, "SUBMIT_CONTINUATION")
+    assert len(continuations) == 2  # one per gate, the second submitted by the first on the cluster
+    first, second = (c.extra["Job ID"] for c in continuations)
+    assert first != second
+    for native in (first, second):
+        log = (exp / ".ck" / f"continue-{native}.out").read_text()
+        assert "finished with exit status 0" in log, log
+    # the gates held each stage until the previous stage's evals had ended
+    assert stamp_of(marks, "sft.train") >= stamp_of(marks, "base.eval.instruct", "end")
+    assert stamp_of(marks, "polish.train") >= stamp_of(marks, "sft.eval.instruct_epoch0", "end")
+    assert len(entries(exp, "RUN_START")) == 3  # the user's run and the two continuations

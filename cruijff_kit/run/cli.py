@@ -4,7 +4,8 @@ Local (the default unless claude.local.md sets a SLURM account or `Executor: slu
 foreground until every selected job is done, at most --max-parallel at once; Ctrl-C kills the jobs and
 leaves a consistent state. SLURM: submits with sbatch (eval cells after their training job,
 --dependency=afterok) and returns; --wait follows the jobs until they finish (and drip-feeds with
---max-submit). Running again continues where the last run stopped: submitted, running and completed
+--max-submit). Without --wait, jobs held by a stage gate are submitted by a continuation job on the
+cluster (.ck/continue.slurm, after the gate's eval jobs) that decides the gate and submits the next stage. Running again continues where the last run stopped: submitted, running and completed
 jobs are skipped, interrupted ones rerun.
 
   cruijff-kit run EXPERIMENT_DIR                          run everything locally

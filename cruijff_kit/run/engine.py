@@ -127,6 +127,7 @@ class Engine:
         self.log_path = self.exp_dir / RUN_LOG
         self.executors: dict[str, Executor] = {}
         self.max_parallel = 1
+        self.continuation_id = ""
         self.selected: list[str] = [j.id for j in self.jobs]
         self._settings = None
         self._missing: Counter = Counter()
@@ -749,6 +750,8 @@ class Engine:
                 if not blocking or not self._can_progress(st):
                     break
                 time.sleep(interval)
+            if not blocking and executor_name == "slurm" and not max_submit and self.selected == self.order:
+                self._continue_on_cluster()
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -756,6 +759,29 @@ class Engine:
             st = self._finish(executor_name, interrupted=interrupted, blocking=blocking)
         return self._report(st, executor_name, blocking=blocking, interrupted=interrupted,
                             elapsed=time.monotonic() - t0, max_submit=max_submit)
+
+    def _continue_on_cluster(self) -> None:
+        """Jobs held by a gate: a SLURM continuation job decides the gate once its evals end (run/continuation.py)."""
+        from cruijff_kit.run import continuation
+
+        snapshot = self.store.read()
+        after = continuation.gate_waits(self, snapshot)
+        if not after:
+            return
+        prev = (snapshot.get(continuation.KEY) or {}).get("native_id")
+        live = {n for n, s in self.executor("slurm").poll([prev]).items() if s.state not in TERMINAL} if prev else set()
+        with self._critical(), self.store.locked() as st:
+            if continuation.already_waiting(st, after, live):
+                self.continuation_id = st[continuation.KEY]["native_id"]
+                return
+            try:
+                self.continuation_id = continuation.submit(self, st, after)
+            except RuntimeError as exc:
+                self.out(f"could not submit the continuation job ({exc}): run `cruijff-kit run {self.exp_dir}` "
+                         f"again after the gate's eval jobs ended, or use --wait")
+                return
+        self.out(f"submitted continuation {self.continuation_id}: it decides the gate after job(s) "
+                 f"{', '.join(after)} end and submits the next stage")
 
     def _finish(self, executor_name: str, *, interrupted: bool, blocking: bool) -> dict:
         local = self.executors.get("local")
@@ -823,6 +849,9 @@ class Engine:
         if waiting and blocking:
             self.out(f"{len(waiting)} job(s) wait on jobs outside --only/--stage: {', '.join(waiting[:5])}"
                      + (" ..." if len(waiting) > 5 else ""))
+        elif waiting and not blocking and self.continuation_id:
+            self.out(f"{len(waiting)} job(s) wait on a stage gate: continuation job {self.continuation_id} submits "
+                     f"them on the cluster; follow with `cruijff-kit status {self.exp_dir}`")
         elif waiting and not blocking:
             limit = f" (--max-submit {max_submit})" if max_submit else ""
             self.out(f"{len(waiting)} job(s) not yet submitted{limit}: run again, or use --wait to drip-feed them")
@@ -879,6 +908,11 @@ class Engine:
                 js["ended"] = now()
                 self._set_state(st, self.by_id[job_id], js, CANCELLED, reason=BY_USER, quiet=True)
                 done.append(job_id)
+            continuation = (st.get("continuation") or {}).get("native_id")
+            if continuation and continuation != os.environ.get("SLURM_JOB_ID") and not any(
+                    js["state"] not in TERMINAL and js["native_id"] for js in st["jobs"].values()):
+                slurm_natives.setdefault("slurm", []).append(continuation)  # nothing left for it to wait on
+                st.pop("continuation")
             for name, natives in slurm_natives.items():
                 self.executor(name).cancel(natives)
             self._cascade(st)
