@@ -37,75 +37,6 @@ sys.path.insert(0, str(REPO))
 OURS = "cruijff_kit/tools/torchtune/custom_recipes/lora_finetune_single_device_val.py"
 STOCK = "lora_finetune_single_device"
 
-CONFIG = """\
-output_dir: {output_dir}
-model:
-  _component_: torchtune.models.llama3_2.lora_llama3_2
-  vocab_size: 128256
-  num_layers: 2
-  num_heads: 4
-  num_kv_heads: 2
-  embed_dim: 64
-  max_seq_len: 2048
-  intermediate_dim: 128
-  attn_dropout: 0.0
-  norm_eps: 1.0e-05
-  rope_base: 500000
-  scale_factor: 32
-  tie_word_embeddings: true
-  lora_attn_modules: [q_proj, k_proj, v_proj, output_proj]
-  apply_lora_to_mlp: true
-  apply_lora_to_output: false
-  lora_rank: 8
-  lora_alpha: 16
-  lora_dropout: 0.0
-tokenizer:
-  _component_: torchtune.models.llama3.llama3_tokenizer
-  path: {model_dir}/original/tokenizer.model
-  max_seq_len: 64
-checkpointer:
-  _component_: torchtune.training.FullModelHFCheckpointer
-  checkpoint_dir: {model_dir}
-  checkpoint_files: [model.safetensors]
-  model_type: LLAMA3_2
-  output_dir: ${{output_dir}}
-resume_from_checkpoint: false
-save_adapter_weights_only: false
-dataset:
-  _component_: cruijff_kit.tools.torchtune.datasets.input_output_dataset
-  source: {data}
-  split: train
-  dataset_type: chat_completion
-  prompt: "{{input}}"
-  train_on_input: false
-  packed: false
-seed: 0
-shuffle: true
-batch_size: {batch_size}
-run_val_every_n_steps: 0
-epochs: 1
-max_steps_per_epoch: null  # set per run
-gradient_accumulation_steps: 1
-optimizer:
-  _component_: torch.optim.AdamW
-  lr: 0.01
-  weight_decay: 0.0
-lr_scheduler:
-  _component_: torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup
-  num_warmup_steps: 0
-loss:
-  _component_: torchtune.modules.loss.CEWithChunkedOutputLoss
-device: cpu
-dtype: fp32
-enable_activation_checkpointing: false
-compile: false
-log_every_n_steps: 1
-log_peak_memory_stats: false
-metric_logger:
-  _component_: torchtune.training.metric_logging.DiskLogger
-  log_dir: ${{output_dir}}/logs
-  filename: log.txt
-"""
 
 _TPS = re.compile(r"^Step (\d+) \|.*\btokens_per_second_per_gpu:([0-9.eE+-]+)")
 
@@ -163,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.short < args.long:
         ap.error("need 0 < --short < --long")
 
-    from cruijff_kit.models.tiny import make_tiny
+    import yaml
+
+    from cruijff_kit.models.tiny import lora_config, make_tiny
 
     with tempfile.TemporaryDirectory(prefix="ck-bench-") as tmp:
         tmp = Path(tmp)
@@ -181,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         ]}))
         per_step = _trained_tokens_per_step(model_dir, data, args.batch_size)
         cfg = tmp / "finetune.yaml"
-        cfg.write_text(CONFIG.format(output_dir=tmp / "unused", model_dir=model_dir, data=data,
-                                     batch_size=args.batch_size))
+        # the same config for both recipes; output_dir is set per run on the command line
+        cfg.write_text(yaml.safe_dump(lora_config(model_dir, data, tmp / "unused", batch_size=args.batch_size)))
         runs: dict[str, list[dict]] = {"ours": [], "stock": []}
         n = 0
         for i in range(args.repeats):

@@ -6,9 +6,11 @@ and any constraint. Every job script extends templates/job.sh.j2.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
+from cruijff_kit.errors import UserError
 from cruijff_kit.settings import Settings
 
 
@@ -55,3 +57,13 @@ def resources(settings: Settings, overrides: dict, defaults: dict | None = None,
         res["gpus"] = 0
         res["constraint"] = ""
     return res
+
+
+def tool_executable(name: str) -> str:
+    """A console script of the job dependencies (`inspect`, `wandb`, `tune`): this env's first, then PATH."""
+    local = Path(sys.executable).with_name(name)
+    found = str(local) if local.is_file() else shutil.which(name)
+    if not found:
+        raise UserError(f"the `{name}` command is not installed", where=name,
+                        hint="install the job dependencies: pip install -e '.[train]'")
+    return found

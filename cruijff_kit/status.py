@@ -58,7 +58,7 @@ def collect(engine, *, refresh: bool = True) -> dict:
 
 
 def format_text(data: dict) -> str:
-    from cruijff_kit.run.engine import fmt_seconds, fmt_time
+    from cruijff_kit.fmt import fmt_seconds, fmt_time
 
     lines = [f"{data['experiment']}  ({data['dir']})"]
     runner = data.get("runner")

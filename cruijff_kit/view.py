@@ -10,12 +10,11 @@ so it is pointed at the experiment directory itself: every cell shows up, nothin
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.jobscript import tool_executable
 
 DEFAULT_PORT = 7575
 
@@ -28,17 +27,8 @@ def eval_log_dirs(exp_dir: Path) -> dict[Path, int]:
     return dirs
 
 
-def inspect_executable() -> str:
-    local = Path(sys.executable).with_name("inspect")
-    found = str(local) if local.is_file() else shutil.which("inspect")
-    if not found:
-        raise UserError("the `inspect` command is not installed", where="inspect-ai",
-                        hint="install the job dependencies: pip install -e '.[train]'")
-    return found
-
-
 def view_command(exp_dir: Path, port: int, host: str | None = None) -> list[str]:
-    cmd = [inspect_executable(), "view", "start", "--log-dir", str(exp_dir), "--recursive", "--port", str(port)]
+    cmd = [tool_executable("inspect"), "view", "start", "--log-dir", str(exp_dir), "--recursive", "--port", str(port)]
     if host:
         cmd += ["--host", host]
     return cmd

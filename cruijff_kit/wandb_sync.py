@@ -14,12 +14,11 @@ import contextlib
 import os
 import shlex
 import signal
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.jobscript import tool_executable
 
 PATTERN = "logs/wandb/offline-run-*"
 
@@ -46,17 +45,8 @@ def is_synced(run_dir: Path) -> bool:
     return any(run_dir.glob("*.wandb.synced"))
 
 
-def wandb_executable() -> str:
-    local = Path(sys.executable).with_name("wandb")
-    found = str(local) if local.is_file() else shutil.which("wandb")
-    if not found:
-        raise UserError("the `wandb` command is not installed", where="wandb",
-                        hint="install the job dependencies: pip install -e '.[train]'")
-    return found
-
-
 def sync_command(run_dir: Path, project: str = "", entity: str = "", include_synced: bool = False) -> list[str]:
-    cmd = [wandb_executable(), "sync"]
+    cmd = [tool_executable("wandb"), "sync"]
     if project:
         cmd += ["--project", project]
     if entity:

@@ -17,8 +17,7 @@ from cruijff_kit.models import tiny
 
 DPO_RECIPE = "cruijff_kit.tools.torchtune.custom_recipes.lora_dpo_single_device_val"
 SFT_RECIPE = "cruijff_kit.tools.torchtune.custom_recipes.lora_finetune_single_device_val"
-LORA = {"lora_attn_modules": ["q_proj", "k_proj", "v_proj", "output_proj"], "apply_lora_to_mlp": True,
-        "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0}
+LORA = {k: v for k, v in tiny.LORA_DEFAULTS.items() if k != "apply_lora_to_output"}  # the template adds it
 
 
 def job_env() -> dict:
@@ -103,32 +102,8 @@ def dpo_context(*, model_dir: Path, checkpoint_dir: Path, output_dir: Path, sour
 
 def sft_config(*, model_dir: Path, output_dir: Path, source: Path, steps: int = 3) -> dict:
     """A config for our SFT recipe (one short epoch on the tiny model)."""
-    m = model_section(model_dir)
-    return {
-        "output_dir": str(output_dir),
-        "model": {"_component_": m["component"], **m["arch"], **LORA, "apply_lora_to_output": False},
-        "tokenizer": {"_component_": tiny.TINY_TOKENIZER_COMPONENT,
-                      "path": str(model_dir / tiny.TINY_TOKENIZER_PATH), "max_seq_len": 64},
-        "checkpointer": {"_component_": "torchtune.training.FullModelHFCheckpointer",
-                         "checkpoint_dir": str(model_dir), "checkpoint_files": tiny.TINY_CHECKPOINT_FILES,
-                         "recipe_checkpoint": None, "output_dir": str(output_dir),
-                         "model_type": tiny.TINY_MODEL_TYPE},
-        "resume_from_checkpoint": False, "save_adapter_weights_only": False,
-        "dataset": {"_component_": "cruijff_kit.tools.torchtune.datasets.input_output_dataset",
-                    "source": str(source), "split": "train", "dataset_type": "chat_completion",
-                    "prompt": "{input}", "system_prompt": "", "train_on_input": False, "packed": False},
-        "seed": 0, "shuffle": True, "batch_size": 8, "run_val_every_n_steps": 0, "run_val_at_epoch_end": False,
-        "optimizer": {"_component_": "torch.optim.AdamW", "fused": False, "weight_decay": 0.0, "lr": 0.02},
-        "lr_scheduler": {"_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
-                         "num_warmup_steps": 0},
-        "loss": {"_component_": "torchtune.modules.loss.CEWithChunkedOutputLoss"},
-        "epochs": 1, "max_steps_per_epoch": steps, "gradient_accumulation_steps": 1, "clip_grad_norm": None,
-        "compile": False,
-        "metric_logger": {"_component_": "torchtune.training.metric_logging.DiskLogger",
-                          "log_dir": str(output_dir / "logs")},
-        "log_every_n_steps": 1, "log_peak_memory_stats": False, "device": "cpu", "dtype": "fp32",
-        "enable_activation_checkpointing": False, "enable_activation_offloading": False,
-    }
+    return tiny.lora_config(model_dir, source, output_dir, max_steps_per_epoch=steps, run_val_at_epoch_end=False,
+                            optimizer={"lr": 0.02})
 
 
 def run_recipe(module: str, config: Path, log: Path, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE_MODULE = "cruijff_kit.tools.torchtune.custom_recipes.lora_finetune_single_device_val"
@@ -29,93 +30,6 @@ N_TRAIN, N_VAL, BATCH, EPOCHS, VAL_EVERY = 40, 12, 4, 2, 4
 STEPS_PER_EPOCH = N_TRAIN // BATCH
 EXPECTED_VAL_STEPS = [0, 4, 8, 10, 12, 16, 20]
 
-# A complete config for the tiny model, written by hand (the scaffolder renders the real ones).
-FINETUNE_YAML = """\
-output_dir: {output_dir}
-
-model:
-  _component_: torchtune.models.llama3_2.lora_llama3_2
-  vocab_size: 128256
-  num_layers: 2
-  num_heads: 4
-  num_kv_heads: 2
-  embed_dim: 64
-  max_seq_len: 2048
-  intermediate_dim: 128
-  attn_dropout: 0.0
-  norm_eps: 1.0e-05
-  rope_base: 500000
-  scale_factor: 32
-  tie_word_embeddings: true
-  lora_attn_modules: [q_proj, k_proj, v_proj, output_proj]
-  apply_lora_to_mlp: true
-  apply_lora_to_output: false
-  lora_rank: 8
-  lora_alpha: 16
-  lora_dropout: 0.0
-
-tokenizer:
-  _component_: torchtune.models.llama3.llama3_tokenizer
-  path: {model_dir}/original/tokenizer.model
-  max_seq_len: 64
-
-checkpointer:
-  _component_: torchtune.training.FullModelHFCheckpointer
-  checkpoint_dir: {model_dir}
-  checkpoint_files: [model.safetensors]
-  model_type: LLAMA3_2
-  output_dir: ${{output_dir}}
-resume_from_checkpoint: false
-save_adapter_weights_only: false
-
-dataset:
-  _component_: cruijff_kit.tools.torchtune.datasets.input_output_dataset
-  source: {data}
-  split: train
-  dataset_type: chat_completion
-  prompt: "{{input}}"
-  system_prompt: ""
-  train_on_input: false
-  packed: false
-dataset_val:
-  _component_: cruijff_kit.tools.torchtune.datasets.input_output_dataset
-  source: {data}
-  split: validation
-  dataset_type: chat_completion
-  prompt: "{{input}}"
-  system_prompt: ""
-  train_on_input: false
-seed: 42
-shuffle: true
-batch_size: {batch}
-batch_size_val: 4
-run_val_every_n_steps: {val_every}
-run_val_at_start: true
-
-epochs: {epochs}
-max_steps_per_epoch: null
-gradient_accumulation_steps: 1
-optimizer:
-  _component_: torch.optim.AdamW
-  lr: 0.01
-  weight_decay: 0.0
-lr_scheduler:
-  _component_: torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup
-  num_warmup_steps: 0
-loss:
-  _component_: torchtune.modules.loss.CEWithChunkedOutputLoss
-
-device: cpu
-dtype: fp32
-enable_activation_checkpointing: false
-compile: false
-log_every_n_steps: 1
-log_peak_memory_stats: false
-metric_logger:
-  _component_: torchtune.training.metric_logging.DiskLogger
-  log_dir: ${{output_dir}}/logs
-  filename: log.txt
-"""
 
 
 # --------------------------------------------------------------------------- fixtures / helpers
@@ -149,12 +63,16 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-def write_config(dir_: Path, tiny: Path, data: Path, **kw) -> Path:
+def write_config(dir_: Path, tiny: Path, data: Path, epochs: int = EPOCHS) -> Path:
+    """The tiny model's LoRA config with validation: before training, every VAL_EVERY steps, at epoch ends."""
+    from cruijff_kit.models.tiny import lora_config
+
     dir_.mkdir(parents=True, exist_ok=True)
-    values = {"output_dir": dir_ / "out", "model_dir": tiny, "data": data, "batch": BATCH,
-              "val_every": VAL_EVERY, "epochs": EPOCHS, **kw}
+    cfg = lora_config(tiny, data, dir_ / "out", seed=42, batch_size=BATCH, epochs=epochs, batch_size_val=4,
+                      run_val_every_n_steps=VAL_EVERY, run_val_at_start=True)
+    cfg["dataset_val"] = {**cfg["dataset"], "split": "validation"}
     path = dir_ / "finetune.yaml"
-    path.write_text(FINETUNE_YAML.format(**values))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 

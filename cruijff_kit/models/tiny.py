@@ -80,6 +80,53 @@ TINY_MODEL_TYPE = "LLAMA3_2"
 TINY_TOKENIZER_COMPONENT = "torchtune.models.llama3.llama3_tokenizer"
 TINY_TOKENIZER_PATH = "original/tokenizer.model"  # relative to the model dir
 
+LORA_DEFAULTS = {"lora_attn_modules": ["q_proj", "k_proj", "v_proj", "output_proj"], "apply_lora_to_mlp": True,
+                 "apply_lora_to_output": False, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Path, **overrides) -> dict:
+    """A complete LoRA SFT config for the tiny model on the CPU, as a dict (nested overrides merge in).
+
+    For recipe tests and the throughput benchmark, which run our recipe and torchtune's stock one on the
+    same config; scaffolded runs get theirs from templates/torchtune/finetune.yaml.j2. Paths under the
+    output dir follow `output_dir` (OmegaConf interpolation), so `output_dir=...` on the command line moves all.
+    """
+    model_dir = Path(model_dir)
+    dataset = {"_component_": "cruijff_kit.tools.torchtune.datasets.input_output_dataset", "source": str(source),
+               "split": "train", "dataset_type": "chat_completion", "prompt": "{input}", "system_prompt": "",
+               "train_on_input": False, "packed": False}
+    config = {
+        "output_dir": str(output_dir),
+        "model": {**TINY_COMPONENT, **LORA_DEFAULTS},
+        "tokenizer": {"_component_": TINY_TOKENIZER_COMPONENT, "path": str(model_dir / TINY_TOKENIZER_PATH),
+                      "max_seq_len": 64},
+        "checkpointer": {"_component_": "torchtune.training.FullModelHFCheckpointer",
+                         "checkpoint_dir": str(model_dir), "checkpoint_files": list(TINY_CHECKPOINT_FILES),
+                         "recipe_checkpoint": None, "output_dir": "${output_dir}", "model_type": TINY_MODEL_TYPE},
+        "resume_from_checkpoint": False, "save_adapter_weights_only": False,
+        "dataset": dataset,
+        "seed": 0, "shuffle": True, "batch_size": 8, "run_val_every_n_steps": 0,
+        "epochs": 1, "max_steps_per_epoch": None, "gradient_accumulation_steps": 1, "clip_grad_norm": None,
+        "optimizer": {"_component_": "torch.optim.AdamW", "fused": False, "lr": 0.01, "weight_decay": 0.0},
+        "lr_scheduler": {"_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
+                         "num_warmup_steps": 0},
+        "loss": {"_component_": "torchtune.modules.loss.CEWithChunkedOutputLoss"},
+        "device": "cpu", "dtype": "fp32", "compile": False,
+        "enable_activation_checkpointing": False, "enable_activation_offloading": False,
+        "log_every_n_steps": 1, "log_peak_memory_stats": False,
+        "metric_logger": {"_component_": "torchtune.training.metric_logging.DiskLogger",
+                          "log_dir": "${output_dir}/logs", "filename": "log.txt"},
+    }
+    return _merge(config, overrides)
+
+
 # Same split regex as torchtune's llama3 tokenizer (CL100K_PATTERN) and Meta's Llama 3 tokenizer.json.
 PAT_STR = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"

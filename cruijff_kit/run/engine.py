@@ -33,6 +33,7 @@ from pathlib import Path
 from cruijff_kit import logbook
 from cruijff_kit.errors import ProblemList, UserError, closest
 from cruijff_kit.files import read_json, replace_block
+from cruijff_kit.fmt import fmt_seconds, fmt_time
 from cruijff_kit.jobs import JOBS_FILE, JobSpec, read_jobs
 from cruijff_kit.render import STATUS_BLOCK, render
 from cruijff_kit.run import gates
@@ -86,23 +87,6 @@ def experiment_dir(path: str | Path) -> Path:
         raise UserError(f"experiment directory not found: {path}", where=str(path),
                         hint="give the directory `cruijff-kit scaffold` wrote (it holds jobs.json)")
     return p
-
-
-def fmt_seconds(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def fmt_time(stamp) -> str:
-    return str(stamp).replace("T", " ") if stamp else "-"
 
 
 def stage_of(job: JobSpec) -> str:
@@ -566,8 +550,10 @@ class Engine:
         return changed
 
     # -- submission --------------------------------------------------------------------------------------
-    def _after(self, st: dict, job: JobSpec, executor_name: str) -> list[str] | None:
-        """Native ids to wait on, or None when a dependency is not yet submitted to this executor."""
+    def _after(self, st: dict, job: JobSpec, executor_name: str, planned: dict | None = None) -> list[str] | None:
+        """Native ids to wait on, or None when a dependency is not yet submitted to this executor.
+
+        planned: {job id: placeholder id} of jobs a dry run would submit before this one."""
         after = []
         for dep in job.after:
             ds = st["jobs"][dep]
@@ -575,8 +561,10 @@ class Engine:
                 continue
             if is_submitted(ds) and ds["executor"] == executor_name:
                 after.append(ds["native_id"])
-                continue
-            return None
+            elif planned and dep in planned:
+                after.append(planned[dep])
+            else:
+                return None
         return after
 
     def _submit_ready(self, st: dict, executor_name: str, max_submit: int | None) -> bool:
@@ -1002,18 +990,8 @@ def dry_run(engine: Engine, executor_name: str, selected: list[str], *, max_subm
             engine.out(f"  wait    {job_id}: gate of stage {gate} not yet passed")
             counts["waiting"] += 1
             continue
-        after, ready = [], True
-        for dep in job.after:
-            ds = st["jobs"][dep]
-            if ds["state"] == COMPLETED:
-                continue
-            if is_submitted(ds) and ds["executor"] == executor_name:
-                after.append(ds["native_id"])
-            elif dep in planned:
-                after.append(planned[dep])
-            else:
-                ready = False
-        if not ready:
+        after = engine._after(st, job, executor_name, planned)
+        if after is None:
             engine.out(f"  wait    {job_id}: needs {', '.join(d for d in job.after if st['jobs'][d]['state'] != COMPLETED)}")
             counts["waiting"] += 1
             continue

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from cruijff_kit.files import atomic_write, replace_block
+from cruijff_kit.fmt import fmt_seconds
 from cruijff_kit.losses import csv_cell
 from cruijff_kit.render import RESULTS_BLOCK, render
 from cruijff_kit.summarize.collect import Collected, columns, rows
@@ -39,17 +40,6 @@ def num(value, digits: int = 3) -> str:
 
 def signed(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:+.{digits}f}"
-
-
-def duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def md(text) -> str:
@@ -138,7 +128,7 @@ def loss_table(c: Collected) -> dict:
         body.append([md(run.name), *[md(value_text(run.values.get(v, ""))) or "-" for v in c.variables],
                      num(s.get("final_train_loss"), 4), with_step(s.get("best_train_loss"), s.get("best_train_step")),
                      num(s.get("final_val_loss"), 4), with_step(s.get("best_val_loss"), s.get("best_val_step")),
-                     duration(run.wall_s)])
+                     fmt_seconds(run.wall_s)])
     return {"header": header, "rows": body}
 
 

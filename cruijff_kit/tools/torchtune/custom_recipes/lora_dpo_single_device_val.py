@@ -232,35 +232,15 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
                 "val_rewards/margins", "val_policy_accuracy")
         return dict(zip(keys, vals))
 
-    def _run_validation(self, epoch: int, at_epoch_end: bool = False) -> None:
-        if self._val_dataloader is None:
-            return
-        last = self._stats["val"][-1] if self._stats["val"] else None
-        if last is not None and last["step"] == self.global_step:  # already validated at this step
-            if at_epoch_end:
-                last["epoch_end"] = True
-            return
+    def _validation_metrics(self) -> tuple[dict[str, float], dict[str, float]]:
         metrics = self.validate()
-        self._metric_logger.log_dict(metrics, step=self.global_step)
-        self._stats["val"].append({
-            "step": self.global_step, "epoch": epoch, "epoch_end": at_epoch_end,
-            "val_loss": metrics["val_loss"], "reward_accuracy": metrics["val_rewards/accuracies"],
-            "reward_margin": metrics["val_rewards/margins"], "policy_accuracy": metrics["val_policy_accuracy"],
-        })
-        log.info(f"step {self.global_step} (epoch {epoch}): val_loss {metrics['val_loss']:.4f}, "
-                 f"val reward accuracy {metrics['val_rewards/accuracies']:.3f}, "
-                 f"margin {metrics['val_rewards/margins']:.4f}, "
-                 f"policy accuracy {metrics['val_policy_accuracy']:.3f}")
+        return metrics, {"val_loss": metrics["val_loss"], "reward_accuracy": metrics["val_rewards/accuracies"],
+                         "reward_margin": metrics["val_rewards/margins"],
+                         "policy_accuracy": metrics["val_policy_accuracy"]}
 
     def train(self) -> None:
-        if self.epochs_run >= self.total_epochs:
-            log.info(f"All {self.total_epochs} epoch(s) already done (resumed a complete run); nothing to train")
-            self._write_summary()
+        if not self._begin_training():
             return
-        if self._compile:
-            log.info("torch.compile is on: the first step compiles the model (slow)")
-        if self._run_val_at_start and self.global_step == 0:
-            self._run_validation(epoch=0)
 
         stats = self._stats
         ignore, pad_id = self._ignore_index, self._tokenizer.pad_id

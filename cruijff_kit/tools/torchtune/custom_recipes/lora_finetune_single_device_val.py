@@ -398,21 +398,32 @@ class LoRAFinetuneRecipeSingleDeviceVal:
             if at_epoch_end:
                 last["epoch_end"] = True
             return
-        val_loss = self.validate()
-        self._metric_logger.log_dict({"val_loss": val_loss}, step=self.global_step)
-        self._stats["val"].append({"step": self.global_step, "epoch": epoch, "val_loss": val_loss,
-                                   "epoch_end": at_epoch_end})
-        log.info(f"step {self.global_step} (epoch {epoch}): val_loss {val_loss:.4f}")
+        metrics, record = self._validation_metrics()
+        self._metric_logger.log_dict(metrics, step=self.global_step)
+        self._stats["val"].append({"step": self.global_step, "epoch": epoch, "epoch_end": at_epoch_end, **record})
+        log.info(f"step {self.global_step} (epoch {epoch}): "
+                 + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
 
-    def train(self) -> None:
+    def _validation_metrics(self) -> tuple[dict[str, float], dict[str, float]]:
+        """One validation pass: (metrics for the loggers, the record kept in training_summary.json)."""
+        val_loss = self.validate()
+        return {"val_loss": val_loss}, {"val_loss": val_loss}
+
+    def _begin_training(self) -> bool:
+        """False when a resumed run has nothing left to train; else the step-0 validation baseline."""
         if self.epochs_run >= self.total_epochs:
             log.info(f"All {self.total_epochs} epoch(s) already done (resumed a complete run); nothing to train")
             self._write_summary()
-            return
+            return False
         if self._compile:
             log.info("torch.compile is on: the first step compiles the model (slow)")
         if self._run_val_at_start and self.global_step == 0:
             self._run_validation(epoch=0)
+        return True
+
+    def train(self) -> None:
+        if not self._begin_training():
+            return
         self._trainable = [p for p in self._model.parameters() if p.requires_grad]
         self._model.train()
         with self._profiler as prof:
