@@ -101,15 +101,14 @@ def estimate_main(exp, settings, args) -> int:
 
 
 def check_main(exp, settings, args) -> int:
-    from cruijff_kit.estimation import HISTORY, eval_walls, find_priors
+    from cruijff_kit.estimation import HISTORY, eval_walls, experiment_priors
     from cruijff_kit.files import read_json, write_json
 
     predicted = read_json(exp.dir / PREDICTIONS)
     if not predicted:
         raise UserError("no stored estimate to check", where=str(exp.dir),
                         hint=f"run `cruijff-kit estimate {exp.dir}` before the runs, then --check after")
-    actual = {Path(p.path).parent.name: p for p in find_priors(exp.dir.parent)
-              if Path(p.path).parent.parent == exp.dir}
+    actual = {Path(p.path).parent.name: p for p in experiment_priors(exp.dir)}
     rows = []
     for name, est in predicted["runs"].items():
         if name in actual and est["train_s"] > 0:

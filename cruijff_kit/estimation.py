@@ -182,18 +182,30 @@ def _eval_facts(record_path: Path) -> dict:
     return {"eval_s_per_cell": statistics.median(walls)} if walls else {}
 
 
+PRIOR_PATTERNS = ("ck-experiments/*/*/compute.json", "ck-sanity-checks/*/*/compute.json", "*/*/compute.json")
+
+
+def _read_priors(paths) -> list[PriorRun]:
+    priors, seen, cache = [], set(), {}
+    for path in paths:
+        if path in seen:
+            continue
+        seen.add(path)
+        prior = read_prior(path, {**_eval_facts(path), **_run_facts(path, cache)})
+        if prior:
+            priors.append(prior)
+    return priors
+
+
 def find_priors(*roots: Path) -> list[PriorRun]:
     """Every usable compute record under the given scratch dirs (experiments and sanity checks)."""
-    priors, cache = [], {}
-    for root in roots:
-        for pattern in ("ck-experiments/*/*/compute.json", "ck-sanity-checks/*/*/compute.json", "*/*/compute.json"):
-            for path in sorted(Path(root).glob(pattern)):
-                if any(p.path == str(path) for p in priors):
-                    continue
-                prior = read_prior(path, {**_eval_facts(path), **_run_facts(path, cache)})
-                if prior:
-                    priors.append(prior)
-    return priors
+    return _read_priors(path for root in roots for pattern in PRIOR_PATTERNS
+                        for path in sorted(Path(root).glob(pattern)))
+
+
+def experiment_priors(exp_dir: Path) -> list[PriorRun]:
+    """The compute records of one experiment's finished training runs."""
+    return _read_priors(sorted(Path(exp_dir).glob("*/compute.json")))
 
 
 def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_len: int,
@@ -295,15 +307,10 @@ def calibration(history: Path) -> float:
     return min(2.0, max(0.5, statistics.median(ratios))) if ratios else 1.0
 
 
-_PRIORS_CACHE: dict[tuple, list[PriorRun]] = {}
-
-
-def priors_under(roots: list[Path]) -> list[PriorRun]:
-    """find_priors, once per process and set of roots (scaffold asks for every run of a sweep)."""
-    key = tuple(str(r) for r in roots)
-    if key not in _PRIORS_CACHE:
-        _PRIORS_CACHE[key] = find_priors(*roots)
-    return _PRIORS_CACHE[key]
+@lru_cache(maxsize=8)
+def _sweep_basis(roots: tuple[str, ...], history: str) -> tuple[list[PriorRun], float]:
+    """Priors and calibration, read once per process: scaffold asks for every run of a sweep."""
+    return find_priors(*map(Path, roots)), calibration(Path(history))
 
 
 def plan_estimates(exp: Experiment, settings: Settings, extra_roots=()) -> Plan:
@@ -314,10 +321,7 @@ def plan_estimates(exp: Experiment, settings: Settings, extra_roots=()) -> Plan:
 
 
 def scaffold_estimate(exp: Experiment, run: Run, settings: Settings) -> tuple[RunEstimate, PriorRun | None]:
-    """One run's estimate as plan_estimates gives it, with prior search cached for a whole sweep."""
-    roots = prior_roots(settings)
-    prior = most_similar(priors_under(roots), run.model, run.controls.batch_size, run.controls.max_seq_len, run.name)
-    key = ("calibration", str(settings.scratch))
-    if key not in _PRIORS_CACHE:
-        _PRIORS_CACHE[key] = calibration(settings.scratch / HISTORY)
-    return estimate_run(exp, run, settings, prior, _PRIORS_CACHE[key]), prior
+    """One run's estimate as plan_estimates gives it (the basis cached for a whole sweep)."""
+    priors, factor = _sweep_basis(tuple(str(r) for r in prior_roots(settings)), str(settings.scratch / HISTORY))
+    prior = most_similar(priors, run.model, run.controls.batch_size, run.controls.max_seq_len, run.name)
+    return estimate_run(exp, run, settings, prior, factor), prior
