@@ -82,19 +82,24 @@ def estimate_main(exp, settings, args) -> int:
                         explanation=f"basis: {e.basis}" + (" (preliminary)" if e.preliminary else ""),
                         calculation=f"{e.tokens} tokens / {e.tokens_per_s:.0f} tokens/s + overhead; "
                                     f"x calibration {factor:.2f}")
+        per_epoch = ", ".join(sorted({f"{e.disk_per_epoch_merged_gb:g} GB merged / {e.disk_per_epoch_adapter_gb:g} GB "
+                                      f"adapter" for e in estimates if e.disk_per_epoch_merged_gb}))
         logbook.log(path, "CHECK_DISK", f"checkpoints need {total['disk_gb']:.2f} GB",
                     command="cruijff-kit estimate", result=f"{total['disk_gb']:.2f} GB for all runs",
-                    explanation="merged model or adapter per saved epoch")
+                    explanation="merged model or adapter per saved epoch"
+                                + (f" (per epoch: {per_epoch})" if per_epoch else ""))
     if args.json:
         print(json.dumps({"runs": [asdict(e) for e in estimates], "totals": total, "priors": len(priors),
                           "calibration": factor}, indent=2))
         return 0
     print(f"{exp.name}: {len(priors)} prior run(s) found; calibration x{factor:.2f}"
           + ("; PRELIMINARY (defaults by model size)" if total["preliminary"] else ""))
-    print(f"{'run':<32} {'train min':>9} {'eval min':>9} {'disk GB':>8} {'GPU-h':>7} {'cost':>7}  --time    basis")
+    print(f"{'run':<32} {'train min':>9} {'eval min':>9} {'disk GB':>8} {'GPU-h':>7} {'cost':>7}  --time    "
+          f"{'batch':>5}  basis")
     for e in estimates:
+        batch = f"{e.recommended_batch_size}" + (f"x{e.recommended_grad_accum}" if e.recommended_grad_accum > 1 else "")
         print(f"{e.run:<32} {e.train_s / 60:>9.1f} {e.eval_s / 60:>9.1f} {e.disk_gb:>8.2f} {e.gpu_hours:>7.3f} "
-              f"{e.cost:>7.2f}  {e.recommended_time}  {e.basis}")
+              f"{e.cost:>7.2f}  {e.recommended_time}  {batch:>5}  {e.basis}")
     print(f"{'total':<32} {total['train_s'] / 60:>9.1f} {total['eval_s'] / 60:>9.1f} {total['disk_gb']:>8.2f} "
           f"{total['gpu_hours']:>7.3f} {total['cost']:>7.2f}")
     return 0

@@ -30,6 +30,14 @@ STARTUP_S = 60.0  # job start, model load, tokenizer, checkpoint save per epoch
 EVAL_S_PER_SAMPLE = 0.5
 SAFETY = 1.5  # recommended --time = estimate x SAFETY, rounded up to 15 minutes
 TOKENS_PER_CHAR = 0.35
+ADAPTER_FRACTION = 0.01  # a LoRA adapter checkpoint is about 1% of the merged model
+GPU_MEMORY_HEADROOM = 0.9  # plan to use 90% of a GPU's memory
+DEFAULT_GPU_MEMORY_GB = 80.0  # when `GPU type` in claude.local.md is unset or unknown
+# GPU memory by `GPU type` (first match wins: longer names first)
+GPU_MEMORY_GB = (("H200", 141.0), ("H100", 80.0), ("A100-40", 40.0), ("A100", 80.0), ("L40", 48.0),
+                 ("A6000", 48.0), ("V100-16", 16.0), ("V100", 32.0), ("A10", 24.0), ("L4", 24.0), ("T4", 16.0))
+# without a prior run: activation memory per example and 1k tokens, per GB of model weights
+ACTIVATION_GB_PER_SAMPLE_KTOK_PER_WEIGHT_GB = 0.1
 HISTORY = "ck-estimates/history.jsonl"  # under the scratch dir: one line per run checked by `estimate --check`
 
 
@@ -48,6 +56,10 @@ class RunEstimate:
     recommended_time: str
     basis: str
     preliminary: bool
+    disk_per_epoch_merged_gb: float = 0.0
+    disk_per_epoch_adapter_gb: float = 0.0
+    recommended_batch_size: int = 0  # the design's batch size, or the largest power of two that fits the GPU
+    recommended_grad_accum: int = 1  # keeps the effective batch size when recommended_batch_size is smaller
 
 
 def dataset_stats(path: Path | None, declared: dict) -> tuple[int, float]:
@@ -219,6 +231,31 @@ def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_le
                                     Path(p.path).parent.name != run_name))
 
 
+def gpu_memory_gb(gpu_type: str) -> float:
+    name = gpu_type.upper().replace(" ", "")
+    return next((gb for key, gb in GPU_MEMORY_GB if key in name), DEFAULT_GPU_MEMORY_GB)
+
+
+def fitting_batch_size(run: Run, size_gb: float, gpus: int, gpu_type: str, prior: PriorRun | None) -> int:
+    """The design's batch size if it fits one GPU's memory, else the largest power of two that does.
+
+    Memory = weights (per GPU) + per-example activations x batch. The per-example part comes from the prior
+    run's measured GPU peak (scaled by sequence length), else from a rough default per GB of weights."""
+    c = run.controls
+    if c.device != "cuda" or size_gb <= 0:
+        return c.batch_size
+    weights = size_gb / max(gpus, 1)
+    if prior and prior.peak_memory_gb > 0 and prior.batch_size > 0:
+        per_example = max(prior.peak_memory_gb - weights, 0.01) / prior.batch_size
+        per_example *= c.max_seq_len / max(prior.max_seq_len, 1)
+    else:
+        per_example = ACTIVATION_GB_PER_SAMPLE_KTOK_PER_WEIGHT_GB * weights * c.max_seq_len / 1024
+    fits = int((gpu_memory_gb(gpu_type) * GPU_MEMORY_HEADROOM - weights) / per_example)
+    if fits >= c.batch_size:
+        return c.batch_size
+    return 2 ** int(math.log2(fits)) if fits >= 1 else 1
+
+
 def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun | None = None,
                  calibration: float = 1.0) -> RunEstimate:
     c = run.controls
@@ -249,12 +286,15 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
     eval_s = n_cells * per_cell
     gpus = int(run.slurm_overrides.get("gpus", settings.slurm_gpus)) if c.device != "cpu" else 0
     gpu_hours = (train_s + eval_s) / 3600 * gpus
-    disk = size * (0.01 if c.save_adapter_weights_only else 1.0) * c.epochs if run.trains else 0.0
+    per_epoch = {"merged": size if run.trains else 0.0, "adapter": size * ADAPTER_FRACTION if run.trains else 0.0}
+    disk = per_epoch["adapter" if c.save_adapter_weights_only else "merged"] * c.epochs
+    batch = fitting_batch_size(run, size, gpus, settings.gpu_type, prior) if run.trains else c.batch_size
     return RunEstimate(run.name, n, tokens, round(tps, 1), round(train_s, 1), round(eval_s, 1), round(disk, 3),
                        gpus, round(gpu_hours, 4), round(gpu_hours * settings.gpu_hourly_cost, 2),
                        slurm_time(train_s) if run.trains else slurm_time(eval_s),
                        f"prior run {Path(prior.path).parent.name}" if prior else "defaults by model size",
-                       prior is None)
+                       prior is None, round(per_epoch["merged"], 3), round(per_epoch["adapter"], 4), batch,
+                       c.gradient_accumulation_steps * math.ceil(c.batch_size / batch))
 
 
 def estimate_experiment(exp: Experiment, settings: Settings, priors: list[PriorRun] | None = None,

@@ -100,3 +100,33 @@ def test_every_consumer_shows_the_same_prior_based_estimate(scratch, capsys, mon
     assert cells[4] == f"{est['train_s'] / 60:.1f}" and cells[-1] == "prior run pp_output_only"
     slurm = (exp_dir / "pp_output_only" / "finetune.slurm").read_text()
     assert f"#SBATCH --time={est['recommended_time']}" in slurm
+
+
+def test_recommended_batch_size_fits_the_gpu_memory_measured_by_a_prior_run():
+    """Weights + per-example memory (from the prior's GPU peak) x batch must fit 90% of the GPU."""
+    from dataclasses import replace
+
+    from cruijff_kit.estimation import PriorRun, estimate_run
+    from cruijff_kit.experiment.load import load_experiment
+    from cruijff_kit.settings import Settings
+
+    exp = load_experiment(SANITY / "experiment_summary.yaml", settings=Settings())
+    run = exp.runs[0]  # Llama-3.2-1B-Instruct: 2.5 GB of weights, max_seq_len 128, on cuda
+    assert exp.model(run.model).size_gb == 2.5 and run.controls.device == "cuda"
+    big = replace(run, controls=replace(run.controls, batch_size=16, gradient_accumulation_steps=1))
+    # measured: 22.5 GB peak at batch 4 -> 5 GB per example at this sequence length
+    prior = PriorRun("x/ck-experiments/e/r/compute.json", run.model, 4, run.controls.max_seq_len, 1, 1000, 100.0,
+                     60.0, peak_memory_gb=22.5)
+
+    def recommend(r, gpu_type, p=prior):
+        e = estimate_run(exp, r, Settings(gpu_type=gpu_type, slurm_gpus=1), p)
+        return e.recommended_batch_size, e.recommended_grad_accum
+
+    assert recommend(big, "A100-40GB") == (4, 4)  # (36 - 2.5) / 5 = 6.7 -> 4, accumulate 4 for 16
+    assert recommend(big, "H100") == (8, 2)  # (72 - 2.5) / 5 = 13.9 -> 8
+    assert recommend(replace(big, controls=replace(big.controls, batch_size=4)), "A100-40GB") == (4, 1)  # fits
+    cpu = replace(big, controls=replace(big.controls, device="cpu"))
+    assert recommend(cpu, "A100-40GB") == (16, 1)  # no GPU: the design's batch size
+    assert recommend(big, "H100", None) == (16, 1)  # no prior: 0.03 GB/example by default, 16 fits
+    e = estimate_run(exp, big, Settings(gpu_type="H100"), prior)
+    assert e.disk_per_epoch_merged_gb == 2.5 and e.disk_per_epoch_adapter_gb == 0.025
