@@ -32,10 +32,12 @@ SAFETY = 1.5  # recommended --time = estimate x SAFETY, rounded up to 15 minutes
 TOKENS_PER_CHAR = 0.35
 ADAPTER_FRACTION = 0.01  # a LoRA adapter checkpoint is about 1% of the merged model
 GPU_MEMORY_HEADROOM = 0.9  # plan to use 90% of a GPU's memory
-DEFAULT_GPU_MEMORY_GB = 80.0  # when `GPU type` in claude.local.md is unset or unknown
-# GPU memory by `GPU type` (first match wins: longer names first)
-GPU_MEMORY_GB = (("H200", 141.0), ("H100", 80.0), ("A100-40", 40.0), ("A100", 80.0), ("L40", 48.0),
-                 ("A6000", 48.0), ("V100-16", 16.0), ("V100", 32.0), ("A10", 24.0), ("L4", 24.0), ("T4", 16.0))
+# `GPU type` in claude.local.md -> (memory GB, training speed relative to an A100, which the default
+# throughputs above assume); first match wins, so longer names come first. Unset or unknown: an A100-80GB.
+GPUS = (("H200", 141.0, 2.2), ("H100", 80.0, 2.0), ("A100-40", 40.0, 1.0), ("A100", 80.0, 1.0),
+        ("L40", 48.0, 0.9), ("A6000", 48.0, 0.6), ("V100-16", 16.0, 0.4), ("V100", 32.0, 0.4),
+        ("A10", 24.0, 0.35), ("L4", 24.0, 0.3), ("T4", 16.0, 0.15))
+UNKNOWN_GPU = (80.0, 1.0)
 # without a prior run: activation memory per example and 1k tokens, per GB of model weights
 ACTIVATION_GB_PER_SAMPLE_KTOK_PER_WEIGHT_GB = 0.1
 HISTORY = "ck-estimates/history.jsonl"  # under the scratch dir: one line per run checked by `estimate --check`
@@ -96,10 +98,11 @@ def slurm_time(seconds: float) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
-def default_throughput(size_gb: float, device: str) -> float:
+def default_throughput(size_gb: float, device: str, gpu_type: str = "") -> float:
+    """Conservative tokens/s without a prior run: by model size, scaled by the GPU type's speed."""
     if device == "cpu":
         return CPU_TOKENS_PER_S
-    return next(tps for limit, tps in DEFAULT_TOKENS_PER_S if size_gb <= limit)
+    return next(tps for limit, tps in DEFAULT_TOKENS_PER_S if size_gb <= limit) * gpu_spec(gpu_type)[1]
 
 
 @dataclass
@@ -231,9 +234,10 @@ def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_le
                                     Path(p.path).parent.name != run_name))
 
 
-def gpu_memory_gb(gpu_type: str) -> float:
-    name = gpu_type.upper().replace(" ", "")
-    return next((gb for key, gb in GPU_MEMORY_GB if key in name), DEFAULT_GPU_MEMORY_GB)
+def gpu_spec(gpu_type: str) -> tuple[float, float]:
+    """(memory GB, speed relative to an A100) of a `GPU type` such as "H100" or "A100-40GB"."""
+    name = (gpu_type or "").upper().replace(" ", "")
+    return next(((gb, speed) for key, gb, speed in GPUS if key in name), UNKNOWN_GPU)
 
 
 def fitting_batch_size(run: Run, size_gb: float, gpus: int, gpu_type: str, prior: PriorRun | None) -> int:
@@ -250,7 +254,7 @@ def fitting_batch_size(run: Run, size_gb: float, gpus: int, gpu_type: str, prior
         per_example *= c.max_seq_len / max(prior.max_seq_len, 1)
     else:
         per_example = ACTIVATION_GB_PER_SAMPLE_KTOK_PER_WEIGHT_GB * weights * c.max_seq_len / 1024
-    fits = int((gpu_memory_gb(gpu_type) * GPU_MEMORY_HEADROOM - weights) / per_example)
+    fits = int((gpu_spec(gpu_type)[0] * GPU_MEMORY_HEADROOM - weights) / per_example)
     if fits >= c.batch_size:
         return c.batch_size
     return 2 ** int(math.log2(fits)) if fits >= 1 else 1
@@ -278,7 +282,7 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
         tps = prior.tokens_per_s
         train_s = (tokens / tps + prior.overhead_per_epoch * (1 + c.epochs)) * calibration if run.trains else 0.0
     else:
-        tps = default_throughput(size, c.device)
+        tps = default_throughput(size, c.device, settings.gpu_type)
         train_s = (tokens / tps + STARTUP_S * (1 + c.epochs)) if run.trains else 0.0
     n_cells = exp.cell_counts.get(run.name, 0)
     samples = exp.evaluation.limit or 100

@@ -130,3 +130,15 @@ def test_recommended_batch_size_fits_the_gpu_memory_measured_by_a_prior_run():
     assert recommend(big, "H100", None) == (16, 1)  # no prior: 0.03 GB/example by default, 16 fits
     e = estimate_run(exp, big, Settings(gpu_type="H100"), prior)
     assert e.disk_per_epoch_merged_gb == 2.5 and e.disk_per_epoch_adapter_gb == 0.025
+
+
+def test_default_throughput_depends_on_model_size_and_gpu_type():
+    from cruijff_kit.estimation import default_throughput, gpu_spec
+
+    a100 = default_throughput(2.5, "cuda", "A100-80GB")
+    assert a100 == default_throughput(2.5, "cuda", "") == 6000.0  # unset GPU type: the A100 baseline
+    assert default_throughput(2.5, "cuda", "H100") == 2 * a100
+    assert default_throughput(2.5, "cuda", "T4") < a100
+    assert default_throughput(16.0, "cuda", "A100") < a100  # a bigger model is slower
+    assert default_throughput(2.5, "cpu", "H100") == default_throughput(2.5, "cpu")  # the GPU type is moot
+    assert gpu_spec("a100-40gb")[0] == 40.0 and gpu_spec("NVIDIA H200")[0] == 141.0
