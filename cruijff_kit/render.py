@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cruijff_kit.files import read_json, sha256, write_json
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 MANIFEST = ".ck/manifest.json"
 
 

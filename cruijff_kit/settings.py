@@ -6,6 +6,7 @@ value came from, and derive the experiment/output paths from the scratch directo
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -194,3 +195,31 @@ def load_settings(path: str | Path | None = None) -> Settings:
         settings.scratch_dir = str(Path(os.environ["CK_SCRATCH"]).resolve())
         settings.sources["scratch_dir"] = "env CK_SCRATCH"
     return settings
+
+
+# ---- the `cruijff-kit config` verb (show resolved settings and their sources) ----
+
+def configure(parser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="show")
+    show = sub.add_parser("show", help="print every setting with its source")
+    show.add_argument("--settings", help="path to claude.local.md (default: $CK_SETTINGS or nearest)")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def main(args) -> int:
+    settings = load_settings(getattr(args, "settings", None))
+    rows = settings.shown()
+    if getattr(args, "json", False):
+        print(json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2))
+        return 0
+    print(f"settings file: {settings.source_file or '(none found: local defaults)'}")
+    width = max(len(r[0]) for r in rows)
+    for name, value, source in rows:
+        print(f"  {name.ljust(width)}  {value or '-'}   [{source}]")
+    return 0
+
+
+if __name__ == "__main__":
+    from cruijff_kit.cli import verb_entry
+
+    verb_entry("config")

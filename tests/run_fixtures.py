@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cruijff_kit.files import atomic_write, write_json
-from cruijff_kit.jobs import JobSpec, jobs_payload
+from cruijff_kit.experiment.jobs import JobSpec, jobs_payload
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.render import environment
 from cruijff_kit.settings import load_settings

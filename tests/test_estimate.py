@@ -106,7 +106,7 @@ def test_recommended_batch_size_fits_the_gpu_memory_measured_by_a_prior_run():
     """Weights + per-example memory (from the prior's GPU peak) x batch must fit 90% of the GPU."""
     from dataclasses import replace
 
-    from cruijff_kit.estimation import PriorRun, estimate_run
+    from cruijff_kit.compute.estimates import PriorRun, estimate_run
     from cruijff_kit.experiment.load import load_experiment
     from cruijff_kit.settings import Settings
 
@@ -133,7 +133,7 @@ def test_recommended_batch_size_fits_the_gpu_memory_measured_by_a_prior_run():
 
 
 def test_default_throughput_depends_on_model_size_and_gpu_type():
-    from cruijff_kit.estimation import default_throughput, gpu_spec
+    from cruijff_kit.compute.estimates import default_throughput, gpu_spec
 
     a100 = default_throughput(2.5, "cuda", "A100-80GB")
     assert a100 == default_throughput(2.5, "cuda", "") == 6000.0  # unset GPU type: the A100 baseline

@@ -15,11 +15,11 @@ import yaml
 
 from cruijff_kit.errors import ProblemList
 from cruijff_kit.experiment.load import load_experiment
-from cruijff_kit.jobs import read_jobs
+from cruijff_kit.experiment.jobs import read_jobs
 from cruijff_kit.render import RenderSet
 from cruijff_kit.settings import load_settings
 from cruijff_kit.workers import evaluation_worker
-from cruijff_kit.workers import inspect as worker
+from cruijff_kit.workers.inspect import evaluator as worker
 
 from conftest_eval import SANITY_TASK, design, read_cell, write_dataset
 

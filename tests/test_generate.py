@@ -24,7 +24,7 @@ import yaml
 
 from conftest_scaffold import check_script  # bash -n + shellcheck, as for scaffold's job scripts
 from cruijff_kit.cli import main as cli_main
-from cruijff_kit.generate_model import CONTROL_KEYS, control_settings
+from cruijff_kit.scaffold.generate_model import CONTROL_KEYS, control_settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "lora_rank_with_eval"
@@ -329,7 +329,7 @@ def test_control_keys_match_what_scaffold_renders(tmp_path, scratch):
     from cruijff_kit.errors import ProblemList
     from cruijff_kit.experiment.load import load_experiment
     from cruijff_kit.settings import load_settings
-    from cruijff_kit.workers.torchtune import finetune_yaml, plan_run
+    from cruijff_kit.workers.torchtune.trainer import finetune_yaml, plan_run
 
     data = tmp_path / "data.json"
     data.write_text(json.dumps({"train": [{"input": "a", "output": "b"}] * 4,

@@ -11,7 +11,7 @@ import pytest
 
 from cruijff_kit.cli import main as cli_main
 from cruijff_kit.errors import UserError
-from cruijff_kit.losses import LossCurve, parse_log_text, read_losses, resolve_output_dir
+from cruijff_kit.workers.torchtune.losses import LossCurve, parse_log_text, read_losses, resolve_output_dir
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "summarize"
 OUTPUTS = FIXTURES / "outputs"

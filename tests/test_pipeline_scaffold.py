@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cruijff_kit.errors import UserError
-from cruijff_kit.scaffold import scaffold
+from cruijff_kit.scaffold.scaffold import scaffold
 from cruijff_kit.settings import load_settings
 from cruijff_kit.tools.torchtune import pick_epoch
 

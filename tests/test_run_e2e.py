@@ -25,9 +25,9 @@ from cruijff_kit import logbook
 
 REPO = Path(__file__).resolve().parent.parent
 SANITY = REPO / "sanity_checks" / "predictable_or_not"
-FINETUNE_TEMPLATE = REPO / "templates" / "torchtune" / "finetune.slurm.j2"
+FINETUNE_TEMPLATE = REPO / "cruijff_kit" / "templates" / "torchtune" / "finetune.slurm.j2"
 EXP_NAME = "predictable_or_not"
-NEEDED = ("cruijff_kit.scaffold", "cruijff_kit.workers.torchtune", "cruijff_kit.workers.inspect",
+NEEDED = ("cruijff_kit.scaffold.scaffold", "cruijff_kit.workers.torchtune.trainer", "cruijff_kit.workers.inspect.evaluator",
           "cruijff_kit.tools.torchtune.custom_recipes.lora_finetune_single_device_val",
           "cruijff_kit.tools.torchtune.datasets", "cruijff_kit.tools.inspect.run_cell", "cruijff_kit.models.tiny",
           "torchtune", "inspect_ai")
@@ -115,7 +115,7 @@ def test_tiny_sanity_check_through_slurm(tiny_experiment, cli):
 
 def assert_sanity_science(exp: Path, cli) -> None:
     """What the sanity check exists for, read from the real training logs and eval logs."""
-    from cruijff_kit.losses import read_losses
+    from cruijff_kit.workers.torchtune.losses import read_losses
 
     outputs = {j["run"]: Path(j["output_dir"]) for j in jobs_of(exp) if j["kind"] == "train"}
     final_val = {}

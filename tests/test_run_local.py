@@ -333,7 +333,7 @@ def test_state_writes_are_atomic_and_locked(tmp_path, scratch):
 
 def test_slurm_output_parsers():
     """The words sacct/squeue/scontrol print map to our states (no SLURM needed for this part)."""
-    from cruijff_kit.run.slurm import map_state, parse_elapsed, parse_exit, parse_mem_mb
+    from cruijff_kit.run.executors.slurm import map_state, parse_elapsed, parse_exit, parse_mem_mb
 
     assert map_state("COMPLETED") == ("completed", "")
     assert map_state("CANCELLED by 1000") == ("cancelled", "cancelled (CANCELLED by 1000)")

@@ -199,8 +199,8 @@ def test_slurm_sbatch_refusal_fails_the_job(tmp_path, scratch, cli):
 
 def test_fallbacks_without_accounting_agree_with_sacct(tmp_path, scratch):
     """scontrol and the script's own .exitcode file give the same answer as sacct for a real job."""
-    from cruijff_kit.jobs import read_jobs
-    from cruijff_kit.run.slurm import SlurmExecutor
+    from cruijff_kit.experiment.jobs import read_jobs
+    from cruijff_kit.run.executors.slurm import SlurmExecutor
 
     exp = build(tmp_path / "exp", [Fake("f.train", "echo bye; exit 3")])
     job = read_jobs(exp)[0]

@@ -21,8 +21,8 @@ from conftest_scaffold import (
 
 from cruijff_kit import logbook
 from cruijff_kit.errors import UserError, ValidationFailed
-from cruijff_kit.jobs import read_jobs
-from cruijff_kit.scaffold import scaffold
+from cruijff_kit.experiment.jobs import read_jobs
+from cruijff_kit.scaffold.scaffold import scaffold
 from cruijff_kit.settings import load_settings
 
 TT_FILES = ("setup_finetune.yaml", "finetune.yaml", "finetune.slurm")

@@ -16,9 +16,9 @@ from conftest_scaffold import (
 )
 
 from cruijff_kit.errors import ValidationFailed
-from cruijff_kit.scaffold import scaffold
+from cruijff_kit.scaffold.scaffold import scaffold
 from cruijff_kit.settings import load_settings
-from cruijff_kit.setup_finetune import setup_finetune
+from cruijff_kit.scaffold.setup_finetune import setup_finetune
 
 LEGACY = """\
 my_wandb_project: 'predictable_or_not_2025-10-27'

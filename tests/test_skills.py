@@ -1042,7 +1042,7 @@ def test_run_agents_on_slurm(tmp_path, monkeypatch):
 
 def test_create_inspect_task_commands(tmp_path):
     """The create-inspect-task skill's commands write a task file that defines its @task function."""
-    from cruijff_kit.taskscan import task_problem
+    from cruijff_kit.workers.inspect.taskscan import task_problem
 
     program, env = _fake_env(tmp_path)
     dataset = tmp_path / "capitals.json"

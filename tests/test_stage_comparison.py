@@ -100,7 +100,7 @@ def test_summarize_shows_stage_progression_with_deltas_and_cost(cmp_exp, cli, tm
     assert rows["dpo"]["best"] == 1.0 and rows["dpo"]["delta_prev"] == pytest.approx(0.25)
     assert rows["dpo"]["delta_first"] == pytest.approx(0.75) and rows["dpo"]["delta_prev_mean"] == pytest.approx(0.375)
 
-    # cost: actual = wall x GPUs from --gres x hourly; estimated from cruijff_kit.estimation per run
+    # cost: actual = wall x GPUs from --gres x hourly; estimated from cruijff_kit.compute.estimates per run
     cost = data["cost"]
     actual = expected_actual_hours()
     assert cost["hourly_cost"] == HOURLY
@@ -110,7 +110,7 @@ def test_summarize_shows_stage_progression_with_deltas_and_cost(cmp_exp, cli, tm
         assert by_stage[stage]["actual_cost"] == pytest.approx(hours * HOURLY, abs=1e-4)
     assert cost["total"]["actual_gpu_hours"] == pytest.approx(sum(actual.values()), abs=1e-6)  # 3.5 GPU-hours
     assert cost["total"]["actual_cost"] == pytest.approx(3.5 * HOURLY, abs=1e-4)
-    from cruijff_kit.estimation import estimate_experiment
+    from cruijff_kit.compute.estimates import estimate_experiment
     from cruijff_kit.experiment.load import load_experiment
     from cruijff_kit.settings import load_settings
 
@@ -157,7 +157,7 @@ def test_without_hourly_cost_only_gpu_hours(tmp_path, scratch, monkeypatch, cli,
 
 
 def test_gate_over_several_cells_uses_their_mean(cmp_exp):
-    from cruijff_kit.jobs import read_jobs
+    from cruijff_kit.experiment.jobs import read_jobs
     from cruijff_kit.run.gates import evaluate, read_stages
     from cruijff_kit.experiment.model import Gate, Stage
 

@@ -288,7 +288,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_inspect_view_lists_every_cell_log(experiment):
     """The real viewer, pointed where `cruijff-kit view` points it, lists every cell's log."""
-    from cruijff_kit.view import view_command
+    from cruijff_kit.workers.inspect.view import view_command
 
     port = _free_port()
     proc = subprocess.Popen(view_command(experiment, port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cruijff_kit.taskscan import task_problem
+from cruijff_kit.workers.inspect.taskscan import task_problem
 
 from conftest_eval import write_dataset
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from cruijff_kit.estimation import SAFETY, plan_estimates, totals
+from cruijff_kit.compute.estimates import SAFETY, plan_estimates, totals
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.render import RESULTS_BLOCK, STATUS_BLOCK, render
 from cruijff_kit.settings import Settings

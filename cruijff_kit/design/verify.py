@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cruijff_kit import logbook
 from cruijff_kit.experiment.model import Experiment
-from cruijff_kit.taskscan import task_problem
+from cruijff_kit.workers.inspect.taskscan import task_problem
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pth", "original/*.pth")
 

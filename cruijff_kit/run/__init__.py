@@ -1,9 +1,8 @@
-"""Running a scaffolded experiment: jobs.json -> local processes or SLURM jobs, state in .ck/state.json.
+"""Stage 3, running a scaffolded experiment: jobs.json -> local processes or SLURM jobs, state in .ck/state.json.
 
-    engine.py    dependency logic, transitions, logs, Status tables (the only writer of state.json jobs)
-    executor.py  the one executor interface (submit / poll / cancel) and shared helpers
-    local.py     `bash SCRIPT` per job, dependency-aware queue, --max-parallel
-    slurm.py     sbatch / squeue / sacct / scontrol / scancel
+    cli.py / status.py / cancel.py / resubmit.py   the verbs
+    engine.py    the loop: poll, apply transitions, cascade, gates, submit (the only writer of state.json jobs)
+    gates.py     stage gates read from the design and decided from eval scores
     state.py     state.json under an flock; runner liveness
-    compute.py   compute.json per finished job
+    executors/   the one executor interface (base.py) and its backends: local.py, slurm.py (+ continuation.py)
 """

@@ -34,11 +34,11 @@ from cruijff_kit import logbook
 from cruijff_kit.errors import ProblemList, UserError, closest
 from cruijff_kit.files import read_json, replace_block
 from cruijff_kit.fmt import fmt_seconds, fmt_time
-from cruijff_kit.jobs import JOBS_FILE, JobSpec, read_jobs
+from cruijff_kit.experiment.jobs import JOBS_FILE, JobSpec, read_jobs
 from cruijff_kit.render import STATUS_BLOCK, render
 from cruijff_kit.run import gates
-from cruijff_kit.run.compute import write_compute
-from cruijff_kit.run.executor import (
+from cruijff_kit.compute.records import write_compute
+from cruijff_kit.run.executors.base import (
     OOM,
     Executor,
     JobStatus,
@@ -489,8 +489,8 @@ class Engine:
         return rows
 
     def cost(self, st: dict) -> dict:
-        """Estimated and actual GPU-hours (and cost) per stage and in total (cruijff_kit.costs)."""
-        from cruijff_kit import costs
+        """Estimated and actual GPU-hours (and cost) per stage and in total (cruijff_kit.compute.costs)."""
+        from cruijff_kit.compute import costs
 
         try:
             settings = self.settings
@@ -700,7 +700,7 @@ class Engine:
         runner = st.get("runner")
         if runner and runner_alive(runner) and runner.get("pid") != os.getpid():
             return
-        from cruijff_kit.run.local import kill_leftovers
+        from cruijff_kit.run.executors.local import kill_leftovers
 
         gone = f"runner pid {runner['pid']} stopped" if runner else "no runner"
         for job_id in self.order:
@@ -750,7 +750,7 @@ class Engine:
 
     def _continue_on_cluster(self) -> None:
         """Jobs held by a gate: a SLURM continuation job decides the gate once its evals end (run/continuation.py)."""
-        from cruijff_kit.run import continuation
+        from cruijff_kit.run.executors import continuation
 
         snapshot = self.store.read()
         after = continuation.gate_waits(self, snapshot)
@@ -876,7 +876,7 @@ class Engine:
         return self.step(None)
 
     def cancel(self, ids: list[str]) -> list[str]:
-        from cruijff_kit.run.local import kill_leftovers
+        from cruijff_kit.run.executors.local import kill_leftovers
 
         with self._critical(), self.store.locked() as st:
             ensure_jobs(st, self.by_id)

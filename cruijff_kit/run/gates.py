@@ -15,7 +15,7 @@ import operator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cruijff_kit.evalscores import cell_logs, cell_scores
+from cruijff_kit.workers.inspect.scores import cell_logs, cell_scores
 from cruijff_kit.experiment.model import Gate, Stage
 from cruijff_kit.files import yaml_load
 

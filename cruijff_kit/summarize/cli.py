@@ -48,7 +48,7 @@ def _check_fraction(value, name: str, default: float) -> float:
 
 def main(args) -> int:
     from cruijff_kit import logbook
-    from cruijff_kit.losses import OVERFIT_REL
+    from cruijff_kit.workers.torchtune.losses import OVERFIT_REL
     from cruijff_kit.summarize import collect as collect_mod
     from cruijff_kit.summarize import plots, report
 

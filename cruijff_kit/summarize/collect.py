@@ -6,7 +6,7 @@ Inputs (all read defensively; anything missing becomes a flag, never a crash):
 * `{exp}/jobs.json` (train job output dirs) and `{exp}/.ck/state.json` (`{"jobs": {id: {"state", "started",
   "ended", ...}}}`, written by the run engine) -> job states and times;
 * per trained run: output_dir from `{run}/finetune.yaml` (else jobs.json, else the settings' scratch layout),
-  its DiskLogger logs (`cruijff_kit.losses`), `training_summary.json` and `{exp}/{run}/compute.json` (the job's
+  its DiskLogger logs (`cruijff_kit.workers.torchtune.losses`), `training_summary.json` and `{exp}/{run}/compute.json` (the job's
   wall time wins over the recipe's own);
 * per eval cell: `{exp}/{run}/eval/{cell}/logs/*.eval`, read header-only with inspect-ai, and the cell's
   compute.json (job wall time; the run engine writes it next to each job script).
@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
-from cruijff_kit.evalscores import cell_logs, cell_scores
+from cruijff_kit.workers.inspect.scores import cell_logs, cell_scores
 from cruijff_kit.files import read_json
-from cruijff_kit.losses import OVERFIT_ABS, OVERFIT_REL, LossCurve, output_dir_from_config, read_losses
+from cruijff_kit.workers.torchtune.losses import OVERFIT_ABS, OVERFIT_REL, LossCurve, output_dir_from_config, read_losses
 
 SUMMARY_YAML = "experiment_summary.yaml"
 STATE_FILE = ".ck/state.json"
@@ -454,9 +454,9 @@ def stage_progression(collected: Collected) -> list[dict]:
 
 
 def stage_cost(collected: Collected, settings) -> dict | None:
-    """Estimated vs actual GPU-hours (and cost) per stage and in total (cruijff_kit.costs); None without jobs."""
-    from cruijff_kit import costs
-    from cruijff_kit.jobs import read_jobs
+    """Estimated vs actual GPU-hours (and cost) per stage and in total (cruijff_kit.compute.costs); None without jobs."""
+    from cruijff_kit.compute import costs
+    from cruijff_kit.experiment.jobs import read_jobs
 
     try:
         jobs = read_jobs(collected.exp_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cruijff_kit.files import atomic_write, replace_block
 from cruijff_kit.fmt import fmt_seconds
-from cruijff_kit.losses import csv_cell
+from cruijff_kit.workers.torchtune.losses import csv_cell
 from cruijff_kit.render import RESULTS_BLOCK, render
 from cruijff_kit.summarize.collect import Collected, columns, rows
 from cruijff_kit.summarize.plots import cell_label, figure_title, metric_label, value_text

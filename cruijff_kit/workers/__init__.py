@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 
-PREPARATION = {"torchtune": "cruijff_kit.workers.torchtune"}
-EVALUATION = {"inspect-ai": "cruijff_kit.workers.inspect"}
+PREPARATION = {"torchtune": "cruijff_kit.workers.torchtune.trainer"}
+EVALUATION = {"inspect-ai": "cruijff_kit.workers.inspect.evaluator"}
 
 
 def preparation_worker(name: str):

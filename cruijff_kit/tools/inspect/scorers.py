@@ -60,7 +60,7 @@ def numeric(tolerance: float = 0.0) -> Scorer:
     return score
 
 
-# name -> factory. Keep in step with cruijff_kit.workers.inspect.SCORERS (a test checks both).
+# name -> factory. Keep in step with cruijff_kit.workers.inspect.evaluator.SCORERS (a test checks both).
 BUILDERS = {
     "match": match,
     "includes": includes,

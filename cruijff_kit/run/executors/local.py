@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cruijff_kit.jobs import JobSpec
-from cruijff_kit.run.executor import (
+from cruijff_kit.experiment.jobs import JobSpec
+from cruijff_kit.run.executors.base import (
     CANCELLED,
     COMPLETED,
     FAILED,

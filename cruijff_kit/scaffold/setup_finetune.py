@@ -1,6 +1,6 @@
 """The manual path: in a run directory holding a setup_finetune.yaml, write finetune.yaml and finetune.slurm.
 
-  cd my_run && python -m cruijff_kit.setup_finetune      # or: cruijff-kit setup_finetune [DIR]
+  cd my_run && python -m cruijff_kit.scaffold.setup_finetune      # or: cruijff-kit setup_finetune [DIR]
 
 setup_finetune.yaml is a flat file of `key: value` lines; string booleans ('true'/'false') are accepted.
 It is translated into the same typed experiment (one training run) as a design and rendered by the same
@@ -249,7 +249,7 @@ def setup_finetune(run_dir: str | Path = ".", *, config: str = SETUP_FILE, setti
     from cruijff_kit.experiment.load import build, check, read_yaml
     from cruijff_kit.render import RenderSet
     from cruijff_kit.settings import load_settings
-    from cruijff_kit.workers import torchtune as worker
+    from cruijff_kit.workers.torchtune import trainer as worker
 
     run_dir = Path(run_dir).resolve()
     source = run_dir / config

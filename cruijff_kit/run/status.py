@@ -27,7 +27,7 @@ def configure(parser) -> None:
 
 def collect(engine, *, refresh: bool = True) -> dict:
     """Everything status shows, as one JSON-able dict."""
-    from cruijff_kit.run.executor import log_tail
+    from cruijff_kit.run.executors.base import log_tail
     from cruijff_kit.run.state import FAILED, RUNNING, STATES, TERMINAL, new_job, runner_alive, seconds_between
 
     st = engine.refresh() if refresh else engine.store.read()
@@ -84,7 +84,7 @@ def format_text(data: dict) -> str:
         lines += ["", "gates:"]
         lines += [f"  {g['stage']}: {g['outcome'].upper()}: {g['text']}" for g in data["gates"]]
     if data.get("cost"):
-        from cruijff_kit.costs import cost_lines
+        from cruijff_kit.compute.costs import cost_lines
 
         lines += ["", "GPU-hours (estimated vs actual) per stage:"]
         lines += [f"  {line}" for line in cost_lines(data["cost"])]

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from cruijff_kit.jobs import JobSpec
+from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.state import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING  # noqa: F401 (re-export)
 
 TIMEOUT, OOM = "timeout", "oom"  # failure reasons the engine acts on
@@ -132,11 +132,11 @@ def state_for_exit(code: int | None) -> tuple[str, str]:
 def get_executor(name: str, exp_dir: str | Path, *, max_parallel: int = 1, local_seq: int = 0,
                  require: bool = True) -> Executor:
     if name == "local":
-        from cruijff_kit.run.local import LocalExecutor
+        from cruijff_kit.run.executors.local import LocalExecutor
 
         return LocalExecutor(exp_dir, max_parallel=max_parallel, seq=local_seq)
     if name == "slurm":
-        from cruijff_kit.run.slurm import SlurmExecutor
+        from cruijff_kit.run.executors.slurm import SlurmExecutor
 
         return SlurmExecutor(exp_dir, require=require)
     raise ValueError(f"unknown executor {name!r}")

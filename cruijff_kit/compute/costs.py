@@ -1,7 +1,7 @@
 """GPU-hours and cost per stage, estimated and actual (ground floor: `status`, the run engine's Status block
 and `summarize` all use it).
 
-estimated: `cruijff_kit.estimation.plan_estimates` per run, summed over each stage's runs;
+estimated: `cruijff_kit.compute.estimates.plan_estimates` per run, summed over each stage's runs;
 actual: per job, wall time (state.json; the elapsed time so far for a running job) x the GPUs its script
 requests (`#SBATCH --gres=gpu[:type]:N`; 0 without a --gres line, e.g. CPU jobs), summed per stage;
 cost = GPU-hours x settings.gpu_hourly_cost (None when no hourly cost is set: GPU-hours only).
@@ -28,7 +28,7 @@ def script_gpus(path: Path) -> int:
 def run_estimates(exp_dir: Path, settings) -> tuple[dict, str]:
     """({run: RunEstimate}, note) from the experiment's experiment_summary.yaml; ({}, why) when it cannot load."""
     try:
-        from cruijff_kit.estimation import plan_estimates
+        from cruijff_kit.compute.estimates import plan_estimates
         from cruijff_kit.experiment.load import load_experiment
 
         exp = load_experiment(Path(exp_dir) / "experiment_summary.yaml", settings=settings)

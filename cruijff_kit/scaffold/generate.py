@@ -1,7 +1,7 @@
 """Render a lightweight sweep from DIR/experiment.yaml: one torchtune config and one eval script per
 grid point, a run mapping and SLURM array scripts.
 
-  cruijff-kit generate DIR                 # or: python -m cruijff_kit.generate DIR
+  cruijff-kit generate DIR                 # or: python -m cruijff_kit.scaffold.generate DIR
   cruijff-kit generate DIR --dry-run       # print the files that would be written; write nothing
   cruijff-kit generate DIR --profile tiny  # apply `profiles.tiny` of experiment.yaml first
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
-from cruijff_kit.generate_model import (
+from cruijff_kit.scaffold.generate_model import (
     CONFIRM_RUNS_FROM, DATASET_COMPONENT, RECIPE, WARN_VARIABLES_ABOVE, Sweep, control_settings, load_sweep,
 )
 from cruijff_kit.settings import Settings
@@ -95,7 +95,7 @@ def checkpoint_path(config: dict, epoch: int) -> Path:
 
 def eval_cells(sweep: Sweep, settings: Settings, index: int, config: dict) -> list[dict]:
     """run_cell configs (the inspect worker's eval-cell settings) for every task of one run."""
-    from cruijff_kit.workers.inspect import cell_context, task_params
+    from cruijff_kit.workers.inspect.evaluator import cell_context, task_params
 
     run = sweep.exp.runs[index]
     by_name = {t.name: t for t in sweep.tasks}
@@ -138,7 +138,7 @@ def _tools(settings: Settings, sweep: Sweep) -> tuple[dict, str, str]:
 
 
 def _flow(params: dict) -> str:
-    from cruijff_kit.workers.torchtune import yv
+    from cruijff_kit.workers.torchtune.trainer import yv
 
     return yv(params)
 

@@ -52,7 +52,7 @@ def main(args) -> int:
 
 def estimate_main(exp, settings, args) -> int:
     from cruijff_kit import logbook
-    from cruijff_kit.estimation import most_similar, plan_estimates, totals
+    from cruijff_kit.compute.estimates import most_similar, plan_estimates, totals
     from cruijff_kit.files import write_json
 
     plan = plan_estimates(exp, settings, args.priors)
@@ -106,7 +106,7 @@ def estimate_main(exp, settings, args) -> int:
 
 
 def check_main(exp, settings, args) -> int:
-    from cruijff_kit.estimation import HISTORY, eval_walls, experiment_priors
+    from cruijff_kit.compute.estimates import HISTORY, eval_walls, experiment_priors
     from cruijff_kit.files import read_json, write_json
 
     predicted = read_json(exp.dir / PREDICTIONS)

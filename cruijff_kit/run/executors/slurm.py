@@ -14,8 +14,8 @@ import shutil
 import subprocess
 
 from cruijff_kit.errors import UserError
-from cruijff_kit.jobs import JobSpec
-from cruijff_kit.run.executor import (
+from cruijff_kit.experiment.jobs import JobSpec
+from cruijff_kit.run.executors.base import (
     CANCELLED,
     COMPLETED,
     FAILED,

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from cruijff_kit.errors import ProblemList, UserError, closest
 from cruijff_kit.experiment.model import Cell, Experiment, Run, Task
-from cruijff_kit.jobs import JobSpec
+from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
-from cruijff_kit.taskscan import task_problem
+from cruijff_kit.workers.inspect.taskscan import task_problem
 
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
 CONFIG_FILE = "eval_config.yaml"

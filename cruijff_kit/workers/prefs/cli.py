@@ -93,7 +93,7 @@ def _coerce(name: str, key: str, raw: str, rule: dict | None):
 
 def scorer_spec(name: str, params: list[str], problems: ProblemList):
     """The scorer as the sampler takes it: {"name", "params"} or the python:... string."""
-    from cruijff_kit.workers.inspect import SCORERS, known_scorers, scorer_problems
+    from cruijff_kit.workers.inspect.evaluator import SCORERS, known_scorers, scorer_problems
 
     if name.startswith("python:"):
         if params:
@@ -124,7 +124,7 @@ def scorer_spec(name: str, params: list[str], problems: ProblemList):
 
 
 def build_config(args, problems: ProblemList) -> dict:
-    from cruijff_kit.workers.inspect import dataset_splits
+    from cruijff_kit.workers.inspect.evaluator import dataset_splits
 
     dataset = Path(args.dataset).expanduser()
     if not dataset.is_file():

@@ -44,9 +44,9 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from cruijff_kit.errors import ProblemList, UserError
-from cruijff_kit.estimation import recommended_mem, scaffold_estimate
+from cruijff_kit.compute.estimates import recommended_mem, scaffold_estimate
 from cruijff_kit.experiment.model import Experiment, Run
-from cruijff_kit.jobs import JobSpec
+from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cruijff_kit.files import read_json, write_json
-from cruijff_kit.jobs import JobSpec
+from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.state import seconds_between
 
 COMPUTE_FILE = "compute.json"

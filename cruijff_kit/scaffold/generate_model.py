@@ -140,7 +140,7 @@ def builtin_configs() -> dict[str, tuple[str, Path]]:
     """{config name: (recipe name, yaml file)} from torchtune's own recipe registry."""
     import importlib.util
 
-    from cruijff_kit.workers.torchtune import module_file
+    from cruijff_kit.workers.torchtune.trainer import module_file
 
     registry_file = module_file("torchtune._recipe_registry")
     if not registry_file:
@@ -465,7 +465,7 @@ def load_sweep(directory: str | Path, *, profile: str | None = None, settings: S
     slurm = _mapping(problems, data, "slurm")
     _unknown(problems, slurm, SLURM_KEYS, "slurm")
     if slurm_scripts is True:
-        from cruijff_kit.workers.torchtune import SAFE_PATH, SAFE_SBATCH
+        from cruijff_kit.workers.torchtune.trainer import SAFE_PATH, SAFE_SBATCH
 
         for key, value in slurm.items():
             if key in ("gpus", "cpus") and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -576,7 +576,7 @@ def _base_config_file(problems: ProblemList, name: str, root: Path) -> Path | No
 
 def _tasks(problems: ProblemList, ev: dict, root: Path, tasks_dir: str) -> list[SweepTask]:
     """Every task, checked statically (ast): the file exists and defines the function with @task."""
-    from cruijff_kit.taskscan import task_functions
+    from cruijff_kit.workers.inspect.taskscan import task_functions
 
     raw = ev.get("tasks") or []
     if not isinstance(raw, list) or not raw:

@@ -21,7 +21,7 @@ import json
 
 from cruijff_kit.errors import ProblemList
 from cruijff_kit.experiment.model import Experiment
-from cruijff_kit.jobs import JobSpec
+from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.jobscript import job_environment
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
@@ -79,7 +79,7 @@ def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
 
 
 def _args(exp: Experiment, settings: Settings, gen: dict) -> list[str]:
-    from cruijff_kit.workers.inspect import dataset_type, root_model
+    from cruijff_kit.workers.inspect.evaluator import dataset_type, root_model
 
     run = exp.run(gen["from_run"])
     c = run.controls
@@ -104,7 +104,7 @@ def _args(exp: Experiment, settings: Settings, gen: dict) -> list[str]:
 
 def render(exp: Experiment, settings: Settings, files, jobs: list[JobSpec]) -> list[JobSpec]:
     """Add prefs/prefs.slurm; make the dpo train jobs in `jobs` wait for it. Returns [the prefs job]."""
-    from cruijff_kit.workers.inspect import cell_resources
+    from cruijff_kit.workers.inspect.evaluator import cell_resources
 
     gen = generate_spec(exp)
     if gen is None:

@@ -125,7 +125,7 @@ def _merge_jobs(exp_dir: Path, jobs: list, selected: set) -> list:
     """--only: the selected runs' new jobs, plus the jobs already scaffolded for the design's other runs
     (from the existing jobs.json), in the design's job order. Runs no longer in the design drop out."""
     from cruijff_kit.files import read_json
-    from cruijff_kit.jobs import JobSpec
+    from cruijff_kit.experiment.jobs import JobSpec
 
     old = {j["id"]: j for j in (read_json(exp_dir / "jobs.json") or {}).get("jobs", [])}
     out = []
@@ -147,7 +147,7 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
              only: list[str] | None = None, settings: Settings | None = None, log: bool = True,
              quiet: bool = False) -> Outcome:
     from cruijff_kit.experiment.load import load_experiment, resolve_design_path
-    from cruijff_kit.jobs import jobs_payload
+    from cruijff_kit.experiment.jobs import jobs_payload
     from cruijff_kit.render import RenderSet
     from cruijff_kit.settings import load_settings
 
@@ -170,7 +170,7 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     workers, skipped = _workers(exp)
     _progress(f"[scaffold] checking {len(exp.runs)} runs with {', '.join(t for _, t, _ in workers)}", quiet)
     problems = ProblemList(str(exp.source))
-    from cruijff_kit.workers import prefs as prefs_worker  # data.preference.generate -> the prefs job
+    from cruijff_kit.workers.prefs import generator as prefs_worker  # data.preference.generate -> the prefs job
 
     for _kind, _tool, module in workers:
         module.check(exp, settings, problems)

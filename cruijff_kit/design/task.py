@@ -52,7 +52,7 @@ def parse_scorer(text: str) -> dict:
 
 
 def check_inputs(args, problems: ProblemList) -> tuple[Path, list[dict]]:
-    from cruijff_kit.workers.inspect import dataset_splits, scorer_problems
+    from cruijff_kit.workers.inspect.evaluator import dataset_splits, scorer_problems
 
     if not args.name.isidentifier() or keyword.iskeyword(args.name):
         problems.error("NAME", f"'{args.name}' is not a Python function name",

@@ -1,0 +1,3 @@
+from cruijff_kit.cli import verb_entry
+
+verb_entry("scaffold")
