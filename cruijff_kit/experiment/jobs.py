@@ -38,7 +38,9 @@ class JobSpec:
 
 
 def jobs_payload(experiment: str, jobs: list[JobSpec]) -> dict:
-    return {"experiment": experiment, "version": 1, "jobs": [dict(vars(j)) for j in jobs]}
+    """jobs.json; an empty `resources` is left out (the file stays as it was before the field existed)."""
+    return {"experiment": experiment, "version": 1,
+            "jobs": [{k: v for k, v in vars(j).items() if v or k != "resources"} for j in jobs]}
 
 
 def read_jobs(exp_dir: str | Path) -> list[JobSpec]:
