@@ -35,3 +35,8 @@ def rerun_policy(job):
         return None
     module = RERUN.get(job.meta.get("tool") or "torchtune")
     return importlib.import_module(module) if module else None
+
+
+def rerun_overrides() -> set[str]:
+    """Every environment variable a rerun policy may set: a job gets them only from the engine."""
+    return {var for module in RERUN.values() for var in importlib.import_module(module).OVERRIDES}

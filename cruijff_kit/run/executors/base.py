@@ -27,8 +27,6 @@ TIMEOUT, OOM = "timeout", "oom"  # failure reasons the engine acts on
 # a failed job whose log tail holds one of these ran out of memory
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError", "OUT_OF_MEMORY",
                "oom-kill", "Out Of Memory")
-# environment variables the engine sets for a rerun; anything else is inherited
-OVERRIDE_VARS = ("CK_RESUME", "CK_BATCH_SIZE")
 TAIL_LINES = 20
 
 
@@ -117,8 +115,12 @@ class Executor(ABC):
 
 
 def job_env(env: dict | None) -> dict:
-    """The submitting environment with the engine's overrides: inherited override vars never leak."""
-    base = {k: v for k, v in os.environ.items() if k not in OVERRIDE_VARS}
+    """The submitting environment with the engine's overrides: inherited override vars (those of the
+    rerun policies, cruijff_kit.workers.rerun_overrides) never leak."""
+    from cruijff_kit.workers import rerun_overrides
+
+    overrides = rerun_overrides()
+    base = {k: v for k, v in os.environ.items() if k not in overrides}
     base.update({k: str(v) for k, v in (env or {}).items()})
     return base
 

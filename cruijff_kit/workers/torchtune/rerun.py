@@ -19,6 +19,7 @@ from cruijff_kit.experiment.jobs import JobSpec
 
 EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
 RESUME, BATCH_SIZE = "CK_RESUME", "CK_BATCH_SIZE"
+OVERRIDES = (RESUME, BATCH_SIZE)  # set only by the engine: a job never inherits them from the shell
 KEPT = (BATCH_SIZE,)  # overrides a rerun keeps from the attempt before (a halved batch stays halved)
 
 
