@@ -19,8 +19,15 @@ from cruijff_kit import logbook
 from cruijff_kit.experiment.jobs import JobSpec, jobs_payload, read_jobs
 from cruijff_kit.files import write_json
 from cruijff_kit.run import executors
-from cruijff_kit.run.executors.base import Executor, JobStatus, job_env, resolve_log, state_for_exit
-from cruijff_kit.run.state import now
+from cruijff_kit.run.executors.base import (
+    Executor,
+    JobStatus,
+    job_env,
+    read_exit_code,
+    resolve_log,
+    state_for_exit,
+)
+from cruijff_kit.run.state import RUNNING, now
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +72,59 @@ class SyncExecutor(Executor):
 
     def cancel(self, ids) -> None:
         return None
+
+
+class DetachedExecutor(Executor):
+    """Jobs outlive the runner (like SLURM's): `bash SCRIPT` in its own session, state from the exit code file
+    the script writes, so any later process can poll them once the engine tracks their ids."""
+
+    name = title = "detached"
+    holds_dependencies = False
+    needs_runner = False
+    poll_interval = 0.05
+    lost_after = 3
+    forget: set = set()  # job ids whose native ids poll() pretends not to know
+
+    def __init__(self, exp_dir, *, max_parallel: int = 1, require: bool = True):
+        super().__init__(exp_dir, max_parallel=max_parallel, require=require)
+        self.jobs, self.procs = {}, []
+
+    def track(self, native, job) -> None:
+        self.jobs[native] = job
+
+    def submit(self, job, after, env=None) -> str:
+        native = f"d{time.monotonic_ns()}"
+        log = Path(resolve_log(job, native, self.exp_dir))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.procs.append(subprocess.Popen(["bash", str(self.script_path(job))], stdout=out, stderr=subprocess.STDOUT,
+                                               cwd=str(self.script_path(job).parent), env=job_env(env),
+                                               start_new_session=True))
+        self.track(native, job)
+        return native
+
+    def poll(self, ids):
+        for proc in self.procs:
+            proc.poll()  # reap
+        out = {}
+        for native in ids:
+            job = self.jobs.get(native)
+            if job is None or job.id in self.forget:
+                continue
+            code = read_exit_code(self.exit_code_path(job))
+            state, reason = state_for_exit(code) if code is not None else (RUNNING, "")
+            out[native] = JobStatus(state=state, exit_code=code, reason=reason)
+        return out
+
+    def cancel(self, ids) -> None:
+        return None
+
+
+@pytest.fixture
+def detached(monkeypatch):
+    monkeypatch.setitem(executors.EXECUTORS, "detached", DetachedExecutor)
+    DetachedExecutor.forget = set()
+    return DetachedExecutor
 
 
 @pytest.fixture
@@ -130,6 +190,45 @@ def test_a_failure_cascades_and_the_dry_run_uses_the_capabilities(tmp_path, scra
     assert (jobs["a.eval.task_epoch0"]["state"], jobs["a.eval.task_epoch0"]["reason"]) == \
         ("cancelled", "dependency a.train failed")
     assert sync.submitted == [("a.train", [])]
+
+
+def test_an_executor_without_runner_submits_and_returns_and_status_follows(tmp_path, scratch, detached):
+    from cruijff_kit.run.engine import Engine
+    from cruijff_kit.run.status import collect
+
+    exp, marks = two_jobs(tmp_path, "")
+    lines: list[str] = []
+    assert Engine(exp, out=lines.append).run("detached") == 0  # one submission pass, no runner kept
+    st = state(exp)
+    assert st["runner"] is None and st["jobs"]["a.train"]["native_id"] and not st["jobs"]["a.eval.task_epoch0"]["native_id"]
+    assert any(line.startswith("submitted in") for line in lines)
+    assert "1 job(s) not yet submitted: run again, or use --wait to drip-feed them" in lines
+
+    # `status` from another process polls jobs that live without a runner and records what changed
+    wait_until = time.monotonic() + 30
+    while not (exp / "a" / "finetune.slurm.exitcode").exists() and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    data = collect(Engine(exp, command="status", out=lambda line: None))
+    assert {j["id"]: j["state"] for j in data["jobs"]} == {"a.train": "completed", "a.eval.task_epoch0": "pending"}
+
+    assert Engine(exp, out=lines.append).run("detached", wait=True) == 0  # --wait follows to the end
+    assert {j: js["state"] for j, js in state(exp)["jobs"].items()} == {"a.train": "completed",
+                                                                        "a.eval.task_epoch0": "completed"}
+    assert stamp(marks, "a.eval.task_epoch0", "start") >= stamp(marks, "a.train", "end")
+
+
+def test_a_job_its_executor_forgot_fails_as_lost_after_its_polls(tmp_path, scratch, detached):
+    from cruijff_kit.run.engine import Engine
+
+    exp, _ = two_jobs(tmp_path, "")
+    detached.forget = {"a.train"}
+    assert Engine(exp, out=lambda line: None).run("detached", wait=True) == 1
+    jobs = state(exp)["jobs"]
+    assert jobs["a.train"]["state"] == "failed"
+    assert jobs["a.train"]["reason"] == (f"lost: detached no longer knows job {jobs['a.train']['native_id']} "
+                                         "and it left no exit code")
+    assert (jobs["a.eval.task_epoch0"]["state"], jobs["a.eval.task_epoch0"]["reason"]) == \
+        ("cancelled", "dependency a.train failed")
 
 
 def test_unknown_executor_is_a_clear_error():
