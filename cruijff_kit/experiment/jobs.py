@@ -1,7 +1,9 @@
 """The job graph: the contract between `scaffold` (writes it) and `run` (reads it).
 
 `{experiment_dir}/jobs.json` lists every job script scaffold rendered, with its dependencies.
-Both executors run exactly these scripts (`sbatch SCRIPT` or `bash SCRIPT`), so they cannot drift.
+Every executor runs exactly these scripts (`sbatch SCRIPT` or `bash SCRIPT`), so they cannot drift.
+`resources` holds what the script's #SBATCH lines ask for (time, mem, cpus, gpus, partition, account,
+constraint), so a backend need not parse the script; it is optional ({} in jobs.json files written before).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class JobSpec:
     task: str = ""
     epoch: int | None = None
     meta: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)  # {time, mem, cpus, gpus, partition, account, constraint}
 
     @property
     def exit_code_file(self) -> str:
@@ -35,7 +38,9 @@ class JobSpec:
 
 
 def jobs_payload(experiment: str, jobs: list[JobSpec]) -> dict:
-    return {"experiment": experiment, "version": 1, "jobs": [dict(vars(j)) for j in jobs]}
+    """jobs.json; an empty `resources` is left out (the file stays as it was before the field existed)."""
+    return {"experiment": experiment, "version": 1,
+            "jobs": [{k: v for k, v in vars(j).items() if v or k != "resources"} for j in jobs]}
 
 
 def read_jobs(exp_dir: str | Path) -> list[JobSpec]:

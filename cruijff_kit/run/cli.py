@@ -16,11 +16,12 @@ jobs are skipped, interrupted ones rerun.
 from __future__ import annotations
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.run.executors import names as executor_names
 
 
 def add_common(parser) -> None:
     parser.add_argument("experiment_dir", help="the experiment directory (holds jobs.json)")
-    parser.add_argument("--executor", choices=("local", "slurm"), default=None,
+    parser.add_argument("--executor", choices=executor_names(), default=None,
                         help="where jobs run (default: settings.executor from claude.local.md)")
     parser.add_argument("--max-parallel", type=int, default=1, metavar="N",
                         help="local: run at most N jobs at once (default 1)")
@@ -60,12 +61,13 @@ def executor_name(args) -> str:
 
 
 def main(args) -> int:
-    from cruijff_kit.run.engine import Engine, dry_run
+    from cruijff_kit.run.dry_run import dry_run
+    from cruijff_kit.run.engine import Engine
 
     check_limits(args)
     engine = Engine(args.experiment_dir, command="run")
     name = executor_name(args)
-    selected = engine.select(args.only, args.stage)
+    selected = engine.graph.select(args.only, args.stage)
     if args.dry_run:
         return dry_run(engine, name, selected, max_submit=args.max_submit)
     return engine.run(name, selected=selected, max_parallel=args.max_parallel, max_submit=args.max_submit,

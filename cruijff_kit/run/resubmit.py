@@ -29,10 +29,10 @@ def main(args) -> int:
     check_limits(args)
     engine = Engine(args.experiment_dir, command="resubmit")
     if args.only:
-        engine.select(args.only)  # validates the names
+        engine.graph.select(args.only)  # validates the names
     snapshot = engine.store.read()
     ensure_jobs(snapshot, engine.by_id)
-    targets = engine.resubmit_targets(snapshot, include_cancelled=args.cancelled, only=args.only)
+    targets = resubmit_targets(engine, snapshot, include_cancelled=args.cancelled, only=args.only)
     if not targets:
         print("nothing to resubmit: no failed (or dependency-cancelled) jobs")
         return 0
@@ -52,15 +52,36 @@ def main(args) -> int:
         return 0
     with engine.store.locked() as st:
         ensure_jobs(st, engine.by_id)
-        targets = engine.resubmit_targets(st, include_cancelled=args.cancelled, only=args.only)
+        targets = resubmit_targets(engine, st, include_cancelled=args.cancelled, only=args.only)
         engine.reset(st, targets, "resubmit --failed")
-        engine._log("RESUBMIT", f"resubmitting {len(targets)} job(s)", command=f"cruijff-kit resubmit {engine.exp_dir} --failed",
-                    result=", ".join(targets[:20]) + (" ..." if len(targets) > 20 else ""),
-                    explanation="failed / dependency-cancelled jobs and their dependents",
-                    details="; ".join(f"{i}: resume" for i in targets if st["jobs"][i]["env"].get("CK_RESUME")) or "-")
+        engine.log("RESUBMIT", f"resubmitting {len(targets)} job(s)", command=f"cruijff-kit resubmit {engine.exp_dir} --failed",
+                   result=", ".join(targets[:20]) + (" ..." if len(targets) > 20 else ""),
+                   explanation="failed / dependency-cancelled jobs and their dependents",
+                   details="; ".join(f"{i}: {' '.join(f'{k}={v}' for k, v in st['jobs'][i]['env'].items())}"
+                                     for i in targets if st["jobs"][i]["env"]) or "-")
     print(f"resubmitting {len(targets)} job(s): {', '.join(targets)}")
     return engine.run(name, selected=targets, max_parallel=args.max_parallel, max_submit=args.max_submit,
                       wait=args.wait, poll_interval=args.poll_interval)
+
+
+def resubmit_targets(engine, st: dict, *, include_cancelled: bool = False, only: list[str] | None = None) -> list[str]:
+    """Failed jobs, jobs cancelled because a dependency failed, was interrupted or a gate stopped them (or
+    by the user, when asked), and every dependent of those that has not completed."""
+    from cruijff_kit.run.gates import GATE_PREFIX
+    from cruijff_kit.run.state import CANCELLED, DEPENDENCY_PREFIX, FAILED, INTERRUPTED
+
+    chosen = []
+    for job_id in engine.order:
+        js = st["jobs"][job_id]
+        if only and engine.by_id[job_id].run not in only:
+            continue
+        if js["state"] == FAILED or (js["state"] == CANCELLED and (
+                js["reason"].startswith(DEPENDENCY_PREFIX) or js["reason"].startswith(INTERRUPTED)
+                or js["reason"].startswith(GATE_PREFIX) or include_cancelled)):
+            chosen.append(job_id)
+    for job_id in list(chosen):
+        chosen += [d for d in engine.graph.descendants(job_id) if st["jobs"][d]["state"] in (FAILED, CANCELLED)]
+    return [i for i in engine.order if i in set(chosen)]
 
 
 def _last_executor(snapshot: dict, targets: list[str]) -> str | None:

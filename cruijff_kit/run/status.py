@@ -25,12 +25,29 @@ def configure(parser) -> None:
     parser.add_argument("--no-refresh", action="store_true", help="only read the state file; never poll SLURM")
 
 
+def refreshed(engine) -> dict:
+    """When no live runner follows the experiment, poll the jobs that live without one (SLURM) and record
+    what changed; else (or when there are none) the state as it is."""
+    from cruijff_kit.run.executors import needs_runner
+    from cruijff_kit.run.state import is_submitted, runner_alive
+
+    snapshot = engine.store.read()
+    if runner_alive(snapshot.get("runner")) or not any(
+            is_submitted(js) and js.get("executor") and not needs_runner(js["executor"])
+            for js in snapshot["jobs"].values()):
+        return snapshot
+    engine.command = "status"
+    return engine.step(None)
+
+
 def collect(engine, *, refresh: bool = True) -> dict:
     """Everything status shows, as one JSON-able dict."""
+    from cruijff_kit.run.executors import needs_runner
     from cruijff_kit.run.executors.base import log_tail
+    from cruijff_kit.run.gates import gate_rows
     from cruijff_kit.run.state import FAILED, RUNNING, STATES, TERMINAL, new_job, runner_alive, seconds_between
 
-    st = engine.refresh() if refresh else engine.store.read()
+    st = refreshed(engine) if refresh else engine.store.read()
     runner = st.get("runner")
     alive = runner_alive(runner)
     jobs = []
@@ -43,7 +60,7 @@ def collect(engine, *, refresh: bool = True) -> dict:
             js["elapsed_s"] = seconds_between(js["started"], datetime.now().isoformat(timespec="seconds"))
         elif js["state"] in TERMINAL:
             js["elapsed_s"] = js.get("wall_s")
-        orphan = (js.get("executor") == "local" and js["state"] == RUNNING and not alive)
+        orphan = (needs_runner(js.get("executor")) and js["state"] == RUNNING and not alive)
         jobs.append({"id": job_id, "kind": job.kind, "run": job.run, "stage": engine.job_stage.get(job_id) or None,
                      "task": job.task or None, "epoch": job.epoch,
                      "after": list(job.after), "script": job.script, **js,
@@ -53,7 +70,7 @@ def collect(engine, *, refresh: bool = True) -> dict:
             "runner": dict(runner, alive=alive) if runner else None,
             "counts": {s: counts[s] for s in STATES}, "done": all(j["state"] in TERMINAL for j in jobs),
             "jobs": jobs, "gates": [{"stage": g["stage"], "outcome": g["outcome"], "text": g["text"],
-                                     **(g["record"] or {})} for g in engine.gate_rows(st)],
+                                     **(g["record"] or {})} for g in gate_rows(engine.plan, st)],
             "cost": engine.cost(st)}
 
 

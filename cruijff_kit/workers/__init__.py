@@ -20,3 +20,23 @@ def preparation_worker(name: str):
 
 def evaluation_worker(name: str):
     return importlib.import_module(EVALUATION[name])
+
+
+# rerun policies: how a job of a tool is rerun (resume, OOM retry); a tool without one reruns as is
+RERUN = {"torchtune": "cruijff_kit.workers.torchtune.rerun"}
+
+
+def rerun_policy(job):
+    """The rerun policy of the trainer of `job` (a module with rerun_env and oom_retry), or None.
+
+    Training jobs belong to their preparation tool (`meta.tool`, torchtune when absent); other jobs
+    (eval cells, preference data) rerun unchanged."""
+    if job.kind != "train":
+        return None
+    module = RERUN.get(job.meta.get("tool") or "torchtune")
+    return importlib.import_module(module) if module else None
+
+
+def rerun_overrides() -> set[str]:
+    """Every environment variable a rerun policy may set: a job gets them only from the engine."""
+    return {var for module in RERUN.values() for var in importlib.import_module(module).OVERRIDES}

@@ -6,8 +6,11 @@
     cancel(ids)                                   stop them (queued or running)
 
 States: pending, running, completed, failed, cancelled; `reason` says why a job failed ("exit code 3",
-"timeout", "oom", "node failure", ...). Both executors run the SAME rendered script: `bash SCRIPT`
+"timeout", "oom", "node failure", ...). Every executor runs the SAME rendered script: `bash SCRIPT`
 (local) or `sbatch SCRIPT` (SLURM); the script writes its exit status to `<script>.exitcode`.
+
+What the engine needs to know about a backend it reads from declared class attributes, never from its
+name (see Executor below); a new backend is one class plus one line in executors/__init__.py EXECUTORS.
 """
 from __future__ import annotations
 
@@ -24,8 +27,6 @@ TIMEOUT, OOM = "timeout", "oom"  # failure reasons the engine acts on
 # a failed job whose log tail holds one of these ran out of memory
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError", "OUT_OF_MEMORY",
                "oom-kill", "Out Of Memory")
-# environment variables the engine sets for a rerun; anything else is inherited
-OVERRIDE_VARS = ("CK_RESUME", "CK_BATCH_SIZE")
 TAIL_LINES = 20
 
 
@@ -47,10 +48,31 @@ class SubmitError(Exception):
 
 
 class Executor(ABC):
-    name = "abstract"
+    name = "abstract"  # the --executor word and what state.json records per job
+    title = "abstract"  # how messages name it ("SLURM jobs keep running")
+    # capabilities the engine acts on
+    holds_dependencies = True  # submit(job, after=ids) holds the job until those jobs COMPLETED
+    needs_runner = False  # jobs live in the runner process: `run` blocks until done, only the runner
+    #                       that submitted a job can poll it, and a dead runner's jobs are cleaned up
+    poll_interval = 1.0  # default seconds between polls (--poll-interval overrides)
+    lost_after: int | None = None  # a submitted job the backend no longer knows, this many polls in a
+    #                                row, has failed ("lost"); None: never
+    continues_gates = False  # can submit a continuation job that decides stage gates without a runner
 
-    def __init__(self, exp_dir: str | Path):
+    def __init__(self, exp_dir: str | Path, *, max_parallel: int = 1, require: bool = True):
+        """max_parallel: jobs at once (a backend with its own scheduler ignores it); require: fail now
+        (UserError) when the backend's tools are missing, else only when a job is submitted."""
         self.exp_dir = Path(exp_dir).resolve()
+        self.max_parallel = max(1, int(max_parallel or 1))
+
+    # -- executor-owned state in state.json (e.g. the local executor's job counter) -----------------------
+    def load_state(self, state: dict) -> None:
+        """Take what this executor keeps in state.json (called once, right after it is made)."""
+        return None
+
+    def save_state(self, state: dict) -> None:
+        """Put what this executor keeps into state.json (called under the lock after every submit)."""
+        return None
 
     def script_path(self, job: JobSpec) -> Path:
         return self.exp_dir / job.script
@@ -80,10 +102,25 @@ class Executor(ABC):
         """Release what the executor holds (the local executor kills its children)."""
         return None
 
+    @classmethod
+    def stop_detached(cls, native: str, pid: int | None, *, graceful: bool = False) -> None:
+        """needs_runner executors: stop a job of another (or a dead) runner, one this process holds no
+        handle on; graceful: give it a moment to end (a user's cancel) before it is killed."""
+        return None
+
+    def submit_continuation(self, engine, st: dict, after: list[str]) -> str:
+        """continues_gates executors: submit the job that continues the experiment once the jobs `after`
+        ended (it decides the gate and submits the next stage); returns its id; RuntimeError on refusal."""
+        raise RuntimeError(f"the {self.name} executor cannot continue an experiment without a runner")
+
 
 def job_env(env: dict | None) -> dict:
-    """The submitting environment with the engine's overrides: inherited override vars never leak."""
-    base = {k: v for k, v in os.environ.items() if k not in OVERRIDE_VARS}
+    """The submitting environment with the engine's overrides: inherited override vars (those of the
+    rerun policies, cruijff_kit.workers.rerun_overrides) never leak."""
+    from cruijff_kit.workers import rerun_overrides
+
+    overrides = rerun_overrides()
+    base = {k: v for k, v in os.environ.items() if k not in overrides}
     base.update({k: str(v) for k, v in (env or {}).items()})
     return base
 
@@ -127,16 +164,3 @@ def state_for_exit(code: int | None) -> tuple[str, str]:
     if code in (137, 143) or code < 0:
         return FAILED, f"killed (exit code {code})"
     return FAILED, f"exit code {code}"
-
-
-def get_executor(name: str, exp_dir: str | Path, *, max_parallel: int = 1, local_seq: int = 0,
-                 require: bool = True) -> Executor:
-    if name == "local":
-        from cruijff_kit.run.executors.local import LocalExecutor
-
-        return LocalExecutor(exp_dir, max_parallel=max_parallel, seq=local_seq)
-    if name == "slurm":
-        from cruijff_kit.run.executors.slurm import SlurmExecutor
-
-        return SlurmExecutor(exp_dir, require=require)
-    raise ValueError(f"unknown executor {name!r}")

@@ -5,6 +5,9 @@ results, by the run engine. So after a non-blocking SLURM pass that leaves gate-
 (`.ck/continue.slurm`, templates/continue.slurm.j2) is submitted with --dependency=afterany on the eval jobs
 the gate waits for. It runs `cruijff-kit run EXP --executor slurm` on the cluster: the gate is decided, the next
 stage submitted, and, when another gate lies ahead, the next continuation. `cancel` cancels it too.
+
+The engine reaches this through the executor's declared capability (`continues_gates`,
+SlurmExecutor.submit_continuation); continue_on_cluster is the engine's side of it.
 """
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ from pathlib import Path
 from cruijff_kit.files import atomic_write
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.render import render
+from cruijff_kit.run import gates
 from cruijff_kit.run.state import PENDING, TERMINAL, is_submitted
 
 SCRIPT = ".ck/continue.slurm"
-KEY = "continuation"  # in state.json: {"native_id", "after", "submitted"}
+KEY = "continuation"  # in state.json: {"native_id", "after", "script", "executor"}
+EXECUTOR = "slurm"  # the executor that runs it (continuations recorded before "executor" was kept)
 RESOURCES = {"time": "00:15:00", "mem": "2G", "cpus": 1, "gpus": 0}
 
 
@@ -30,10 +35,10 @@ def gate_waits(engine, st: dict) -> list[str]:
         js = st["jobs"][job_id]
         if js["state"] != PENDING or js["native_id"]:
             continue
-        stage = engine.blocking_gate(st, job_id)
+        stage = gates.blocking_gate(engine.plan, st, job_id)
         if not stage:
             continue
-        for ev in engine.stage_evals(stage):
+        for ev in engine.plan.evals(stage):
             es = st["jobs"][ev.id]
             if is_submitted(es) and es["state"] not in TERMINAL and es["native_id"] not in ids:
                 ids.append(es["native_id"])
@@ -73,8 +78,30 @@ def submit(engine, st: dict, after: list[str]) -> str:
     native = proc.stdout.strip().split(";")[0]
     if proc.returncode != 0 or not native.isdigit():
         raise RuntimeError(" ".join((proc.stderr or proc.stdout).split()) or f"sbatch exit {proc.returncode}")
-    st[KEY] = {"native_id": native, "after": list(after), "script": SCRIPT}
-    engine._log("SUBMIT_CONTINUATION", f"Submitted the continuation of {engine.experiment}",
+    st[KEY] = {"native_id": native, "after": list(after), "script": SCRIPT, "executor": EXECUTOR}
+    engine.log("SUBMIT_CONTINUATION", f"Submitted the continuation of {engine.experiment}",
                 command=" ".join(args[:-1] + [SCRIPT]), result=f"slurm job {native}", job_id=native,
                 explanation="decides the gate on the cluster after its eval jobs end, then submits the next stage")
     return native
+
+
+def continue_on_cluster(engine, ex) -> None:
+    """Jobs held by a gate: a continuation job decides the gate once its evals end (`ex` continues_gates)."""
+    snapshot = engine.store.read()
+    after = gate_waits(engine, snapshot)
+    if not after:
+        return
+    prev = (snapshot.get(KEY) or {}).get("native_id")
+    live = {n for n, s in ex.poll([prev]).items() if s.state not in TERMINAL} if prev else set()
+    with engine.critical(), engine.store.locked() as st:
+        if already_waiting(st, after, live):
+            engine.continuation_id = st[KEY]["native_id"]
+            return
+        try:
+            engine.continuation_id = ex.submit_continuation(engine, st, after)
+        except RuntimeError as exc:
+            engine.out(f"could not submit the continuation job ({exc}): run `cruijff-kit run {engine.exp_dir}` "
+                       f"again after the gate's eval jobs ended, or use --wait")
+            return
+    engine.out(f"submitted continuation {engine.continuation_id}: it decides the gate after job(s) "
+               f"{', '.join(after)} end and submits the next stage")

@@ -52,13 +52,28 @@ class _Entry:
 
 
 class LocalExecutor(Executor):
-    name = "local"
+    name = title = "local"
+    holds_dependencies = True  # the queue holds a job until its `after` jobs completed
+    needs_runner = True  # the children die with the runner; only it can poll them
+    poll_interval = 0.25
+    lost_after = None  # a job the queue does not know is another runner's: never "lost"
+    continues_gates = False
+    SEQ_KEY = "local_seq"  # in state.json: the last local-N handed out (ids stay unique across runs)
 
-    def __init__(self, exp_dir, *, max_parallel: int = 1, seq: int = 0):
-        super().__init__(exp_dir)
-        self.max_parallel = max(1, int(max_parallel))
+    def __init__(self, exp_dir, *, max_parallel: int = 1, require: bool = True, seq: int = 0):
+        super().__init__(exp_dir, max_parallel=max_parallel, require=require)
         self.seq = int(seq)
         self.entries: dict[str, _Entry] = {}
+
+    def load_state(self, state: dict) -> None:
+        self.seq = int(state.get(self.SEQ_KEY) or 0)
+
+    def save_state(self, state: dict) -> None:
+        state[self.SEQ_KEY] = self.seq
+
+    @classmethod
+    def stop_detached(cls, native: str, pid: int | None, *, graceful: bool = False) -> None:
+        kill_leftovers(pid, native, sig=signal.SIGTERM if graceful else signal.SIGKILL)
 
     # -- interface --------------------------------------------------------------------------------------
     def submit(self, job: JobSpec, after: list[str], env: dict | None = None) -> str:

@@ -96,15 +96,37 @@ def parse_exit(text: str) -> int | None:
     return code if code or not sig else 128 + sig
 
 
+# JobSpec.resources key -> sbatch option (the same #SBATCH lines the job script carries, from jobs.json)
+RESOURCE_OPTIONS = {"time": "--time", "mem": "--mem", "cpus": "--cpus-per-task", "gpus": "--gres=gpu",
+                    "partition": "--partition", "account": "--account", "constraint": "--constraint"}
+
+
+def resource_args(resources: dict | None) -> list[str]:
+    """sbatch options for a job's resources from jobs.json; empty or zero values are left out, so a job
+    scaffolded before jobs.json carried resources keeps its #SBATCH lines alone."""
+    out = []
+    for key, option in RESOURCE_OPTIONS.items():
+        value = (resources or {}).get(key)
+        if value in (None, "", 0, "0"):
+            continue
+        out.append(f"{option}:{value}" if option == "--gres=gpu" else f"{option}={value}")
+    return out
+
+
 def _time(text: str) -> str | None:
     return None if not text or text in ("Unknown", "None", "N/A") else text
 
 
 class SlurmExecutor(Executor):
-    name = "slurm"
+    name, title = "slurm", "SLURM"
+    holds_dependencies = True  # --dependency=afterok
+    needs_runner = False  # jobs live on the cluster: `run` submits and returns; anyone can poll them
+    poll_interval = 10.0
+    lost_after = 5  # neither squeue, sacct, scontrol nor an exit code file knows it, 5 polls in a row
+    continues_gates = True  # continuation.py: an sbatch job decides the gate and submits the next stage
 
-    def __init__(self, exp_dir, *, require: bool = True):
-        super().__init__(exp_dir)
+    def __init__(self, exp_dir, *, max_parallel: int = 1, require: bool = True):
+        super().__init__(exp_dir, max_parallel=max_parallel, require=require)
         if require and shutil.which("sbatch") is None:
             raise UserError("sbatch not found: this machine has no SLURM client", where="--executor slurm",
                             hint="use --executor local, or start a local SLURM with `bash scripts/slurm-local.sh up`")
@@ -114,7 +136,7 @@ class SlurmExecutor(Executor):
         self.scripts[native] = job
 
     def sbatch_args(self, job: JobSpec, after: list[str]) -> list[str]:
-        args = ["sbatch", "--parsable"]
+        args = ["sbatch", "--parsable", *resource_args(job.resources)]
         if after:
             args.append("--dependency=afterok:" + ":".join(after))
         return args + [str(self.script_path(job))]
@@ -141,6 +163,11 @@ class SlurmExecutor(Executor):
     def cancel(self, ids: list[str]) -> None:
         if ids:
             self._run(["scancel", *ids])
+
+    def submit_continuation(self, engine, st: dict, after: list[str]) -> str:
+        from cruijff_kit.run.executors import continuation
+
+        return continuation.submit(engine, st, after)
 
     # -- status -------------------------------------------------------------------------------------------
     def poll(self, ids: list[str]) -> dict[str, JobStatus]:
