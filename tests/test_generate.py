@@ -359,6 +359,16 @@ def test_regenerate_is_byte_identical_and_keeps_edits(sweep, capsys):
     assert {j["run"] for j in json.loads((sweep / "jobs.json").read_text())["jobs"]} == {"run_000", "run_001"}
 
 
+def test_scaffold_refuses_a_generate_sweep(sweep, capsys):
+    """`scaffold DIR` would re-render without the base config: it points at `generate` instead."""
+    assert generate(capsys, sweep)[0] == 0
+    before = tree_hashes(sweep)
+    rc = cli_main(["scaffold", str(sweep)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and f"re-render it with `cruijff-kit generate {sweep}`" in err
+    assert tree_hashes(sweep) == before
+
+
 # -- the overlay is the torchtune worker's ---------------------------------------------------------
 def test_config_controls_read_back_what_the_worker_renders(sweep, capsys):
     """Each control the base config seeds (overlay.CONFIG_KEYS) is read from where the torchtune

@@ -28,7 +28,7 @@ import copy
 import datetime
 import itertools
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest

@@ -158,6 +158,9 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     settings = settings or load_settings()
     source = resolve_design_path(design)
     warnings: list[Problem] = []
+    if exp is None and (source.parent / "experiment.yaml").is_file():
+        raise UserError(f"{source.parent} is a `generate` sweep (it holds experiment.yaml)", where=str(source),
+                        hint=f"re-render it with `cruijff-kit generate {source.parent}`")
     if exp is None:
         _progress(f"[scaffold] loading {source}" + (f" (profile {profile})" if profile else ""), quiet)
         exp = load_experiment(source, profile=profile, settings=settings, warnings=warnings)
