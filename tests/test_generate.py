@@ -437,8 +437,8 @@ def test_tiny_sweep_runs_end_to_end_with_run_status_and_summarize(sweep, scratch
     status = json.loads(res.stdout)
     assert status["done"] and len(status["jobs"]) == 4
     assert {j["id"]: j["state"] for j in status["jobs"]} == {
-        "run_000.train": "COMPLETED", "run_001.train": "COMPLETED",
-        "run_000.eval.domain_qa_epoch0": "COMPLETED", "run_001.eval.domain_qa_epoch0": "COMPLETED"}
+        "run_000.train": "completed", "run_001.train": "completed",
+        "run_000.eval.domain_qa_epoch0": "completed", "run_001.eval.domain_qa_epoch0": "completed"}
     for run in ("run_000", "run_001"):  # the checkpoint is where run_mapping.yaml and the eval cells say
         assert (sweep / "results" / run / "epoch_0" / "config.json").is_file()
     res = _ck("summarize", sweep, env=env)
@@ -448,7 +448,7 @@ def test_tiny_sweep_runs_end_to_end_with_run_status_and_summarize(sweep, scratch
     assert [(r["run"], r["task"]) for r in rows] == [("run_000", "domain_qa"), ("run_001", "domain_qa")]
     assert [r["lora_rank"] for r in rows] == [8, 16]
     for row in rows:
-        assert row["train_state"] == "COMPLETED" and row["eval_state"] == "COMPLETED"
+        assert row["train_state"] == "completed" and row["eval_state"] == "completed"
         assert isinstance(row["final_train_loss"], float) and row["final_train_step"] == 3
         assert isinstance(row["final_val_loss"], float)
         assert row["samples"] == 8 and row["status"] == "success"
