@@ -95,7 +95,9 @@ def test_jobs_json_and_design_copy_make_an_ordinary_experiment(sweep, scratch, c
     train = next(j for j in jobs if j["id"] == "run_002.train")
     assert train["output_dir"] == str(sweep / "results" / "run_002")
     # the design copy loads (with plain settings, as run/summarize load it) into the same runs
-    exp = load_experiment(sweep / "experiment_summary.yaml")
+    design = sweep / "experiment_summary.yaml"
+    assert design.read_text().startswith("# The design `cruijff-kit generate` made of ")
+    exp = load_experiment(design)
     assert exp.dir == sweep and [r.name for r in exp.runs] == [f"run_{i:03d}" for i in range(4)]
     assert exp.variables == {"lora_rank": [8, 16], "lr": [1e-4, 3e-4]}
     assert [(r.controls.lora_rank, r.controls.lr) for r in exp.runs] == list(itertools.product([8, 16], [1e-4, 3e-4]))

@@ -96,6 +96,16 @@ def run_mapping(sweep: Sweep, settings: Settings) -> str:
                   question=sweep.exp.question)
 
 
+def design_copy(sweep: Sweep) -> str:
+    """experiment_summary.yaml: the translated design, resolved as scaffold writes it, with our header."""
+    from cruijff_kit.files import yaml_dump
+    from cruijff_kit.render import render
+    from cruijff_kit.scaffold.scaffold import SUMMARY_FILE, resolved_design
+
+    return SUMMARY_FILE, render("generate/experiment_summary.yaml.j2", source=sweep.shown, name=sweep.exp.name,
+                                dir=str(sweep.dir), body=yaml_dump(resolved_design(sweep.exp)))
+
+
 def grid_warnings(sweep: Sweep, *, yes: bool) -> list[str]:
     """Warnings about the grid's size; raises when it reaches CONFIRM_RUNS_FROM runs without --yes."""
     lines = []
@@ -127,9 +137,10 @@ def generate(directory: str | Path, *, profile: str | None = None, yes: bool = F
         lines.append(f"warning: {sweep.shown}: checkpointer.checkpoint_dir: {model_dir} not found (yet); put the "
                      "model there or point controls._override.checkpointer.checkpoint_dir at it")
     ours = sweep_settings(settings, sweep)
+    extra = dict([design_copy(sweep), (sweep.rel(sweep.configs_dir / MAPPING_FILE), run_mapping(sweep, ours))])
     try:
         outcome = scaffold(sweep.dir, exp=sweep.exp, settings=ours, dry_run=dry_run, force=force, log=False,
-                           quiet=True, extra_files={sweep.rel(sweep.configs_dir / MAPPING_FILE): run_mapping(sweep, ours)},
+                           quiet=True, extra_files=extra,
                            worker_options={"torchtune": {"config_overlay": config_overlay(sweep)},
                                            "inspect-ai": {"task_args": sweep.task_args}})
     except ValidationFailed as exc:

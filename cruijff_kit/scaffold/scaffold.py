@@ -148,7 +148,8 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
              quiet: bool = False, exp: Experiment | None = None, worker_options: dict | None = None,
              extra_files: dict | None = None) -> Outcome:
     """`exp`, when given (built by `generate`), is rendered instead of loading `design`; `worker_options`
-    {tool: keyword arguments of that worker's render()}; `extra_files` {relpath: text} go with the rest."""
+    {tool: keyword arguments of that worker's render()}; `extra_files` {relpath: text} go with the rest
+    (and win over scaffold's own files of the same path, such as the design copy)."""
     from cruijff_kit.experiment.load import load_experiment, resolve_design_path
     from cruijff_kit.experiment.jobs import jobs_payload
     from cruijff_kit.render import RenderSet
