@@ -280,6 +280,14 @@ def test_validation_controls_reach_our_recipe(sweep, capsys):
     assert config["run_val_every_n_steps"] == 5 and config["dataset_val"]["split"] == "validation"
 
 
+def test_checkpoint_beyond_the_last_epoch_is_reported_at_evaluation_checkpoint(sweep, capsys):
+    edit_yaml(sweep / "experiment.yaml", lambda d: d["evaluation"].update(checkpoint=2))
+    rc, out, err = generate(capsys, sweep)
+    assert rc == 2
+    assert errors(err) == [f"{sweep}/experiment.yaml: evaluation.checkpoint: epoch 2 does not exist (run_000 trains 1 "
+                           "epochs) (and 3 more runs); epochs are 0-indexed: use 0..0"]
+
+
 def test_override_of_the_output_dirs_is_refused(sweep, capsys):
     edit_yaml(sweep / "experiment.yaml", lambda d: d["controls"]["_override"]["checkpointer"].update(
         output_dir="${output_dir}/hf_model"))

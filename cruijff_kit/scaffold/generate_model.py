@@ -80,10 +80,6 @@ class Sweep:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.dir).as_posix()
 
-    @property
-    def eval_enabled(self) -> bool:
-        return bool(self.exp.evaluation.matrix)
-
 
 def _coerce(name: str, value):
     """YAML 1.1 reads `1e-4` (no dot) as text; a float control takes it as the number it is."""
@@ -294,21 +290,25 @@ def user_path(path: str, user_names: dict) -> str:
         where = "controls" if m.group(1) == "controls" else "variables"
         return f"{where}.{user_names.get(m.group(2), m.group(2))}{m.group(3)}"
     for pattern, repl in ((r"^runs\[\d+\]\.slurm_overrides", "slurm"), (r"^evaluation\.matrix.*", "evaluation.checkpoint"),
-                          (r"^data\.training.*", "controls.dataset"), (r"^models\.base.*", "framework_config.base_config"),
-                          (r"^evaluation\.tasks\[(\d+)\]\.(script|function)", r"evaluation.tasks[\1].\2")):
+                          (r"^data\.training.*", "controls.dataset"), (r"^models\.base.*", "framework_config.base_config")):
         if re.match(pattern, path):
             return re.sub(pattern, repl, path)
     return path
 
 
 def user_problems(found, where: str, user_names: dict) -> list[Problem]:
-    """The design's problems at experiment.yaml's keys, each line once."""
-    out, seen = [], set()
+    """The design's problems at experiment.yaml's keys, each once: one that only names another run
+    (a control every run shares) is counted on the first."""
+    first: dict[str, list] = {}
     for p in found:
         mapped = Problem(where, user_path(p.path, user_names), p.message, p.hint, p.level)
-        if mapped.line() not in seen:
-            seen.add(mapped.line())
-            out.append(mapped)
+        first.setdefault(re.sub(r"\brun_\d+\b", "run_*", mapped.line()), []).append(mapped)
+    out = []
+    for same in first.values():
+        p = same[0]
+        runs = {q.line() for q in same}
+        more = f" (and {len(runs) - 1} more runs)" if len(runs) > 1 else ""
+        out.append(Problem(p.where, p.path, p.message + more, p.hint, p.level))
     return out
 
 
@@ -413,7 +413,7 @@ def load_sweep(directory: str | Path, *, profile: str | None = None, settings: S
     if "lora_alpha" not in explicit and ({"lora_rank"} & explicit):
         controls.pop("lora_alpha", None)  # derived: 2 x rank, as in designs
     design = _design(meta, root, (model_name, checkpoint_dir or str(root), component), dataset, controls,
-                     grid_keys, grid_values, {k: v for k, v in slurm.items()}, tasks, checkpoint, ev)
+                     grid_keys, grid_values, dict(slurm), tasks, checkpoint, ev)
     found = check(design, shown)
     mapped = user_problems(found.problems, shown, user_names)
     if any(p.level == "error" for p in mapped):
