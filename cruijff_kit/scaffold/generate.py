@@ -1,45 +1,34 @@
-"""Render a lightweight sweep from DIR/experiment.yaml: one torchtune config and one eval script per
-grid point, a run mapping and SLURM array scripts.
+"""Scaffold a lightweight sweep from DIR/experiment.yaml: an ordinary experiment in DIR, with jobs.json.
 
-  cruijff-kit generate DIR                 # or: python -m cruijff_kit.scaffold.generate DIR
+  cruijff-kit generate DIR                 # or: python -m cruijff_kit.generate DIR
   cruijff-kit generate DIR --dry-run       # print the files that would be written; write nothing
   cruijff-kit generate DIR --profile tiny  # apply `profiles.tiny` of experiment.yaml first
+  cruijff-kit run DIR                      # then: train and evaluate every run (status, resubmit, summarize too)
 
-Writes (relative to DIR; names from `output:`):
-  configs/train_000.yaml ...  torchtune's built-in `framework_config.base_config` with the sweep's controls,
-                              the run's grid point and `controls._override` applied; output_dir results/run_000.
-                              Run: tune run lora_finetune_single_device --config configs/train_000.yaml
-  configs/eval_000.py ...     runs every evaluation task (inspect-ai, hf/local, greedy, HF_HUB_OFFLINE=1) on
-                              the run's checkpoint; logs to eval_results/run_000. Run: python configs/eval_000.py
-  configs/run_mapping.yaml    run id -> grid values, config, eval script, checkpoint and log paths
-  configs/train_sweep.slurm   SLURM job array over the train configs (bash it to train every run in turn)
-  configs/eval_sweep.slurm    SLURM job array over the eval scripts (sbatch --dependency=aftercorr:TRAIN_JOB)
-
-experiment.yaml is translated into the same typed experiment a design becomes (one fine-tuned run per grid
-point) and the controls reach torchtune through the torchtune worker's mapping, as with `scaffold`; see
-cruijff_kit/generate_model.py for the file format. Files are written atomically and never clobbered: an
-unchanged file is left alone and a file you edited is kept unless --force. Grids of more than 2 variables
-are warned about; grids of 100 runs or more need --yes.
+experiment.yaml becomes a design (generate_model.py) and goes through `scaffold` like any design: the
+torchtune worker renders each run's files with torchtune's built-in `framework_config.base_config` under
+its finetune.yaml and `controls._override` over it (workers/torchtune/overlay.py), the inspect worker
+renders an eval cell per task with the task's `args`, and scaffold writes them with jobs.json and the
+resolved design (experiment_summary.yaml). Writes, relative to DIR:
+  run_000/finetune.yaml ...          the run's torchtune config (+ setup_finetune.yaml, finetune.slurm)
+  run_000/eval/TASK_epochN/ ...      eval_config.yaml + inspect.slurm per task
+  configs/run_mapping.yaml           run id -> grid values, config, checkpoint and eval paths
+  experiment_summary.yaml, jobs.json the experiment `cruijff-kit run / status / resubmit / summarize` read
+Checkpoints and training logs go to results/run_000/ (output.results_dir). Files are never clobbered:
+an unchanged file is left alone and a file you edited is kept unless --force. Grids of more than 2
+variables are warned about; grids of 100 runs or more need --yes.
 """
 from __future__ import annotations
 
-import copy
-import pprint
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from cruijff_kit.errors import UserError
-from cruijff_kit.scaffold.generate_model import (
-    CONFIRM_RUNS_FROM, DATASET_COMPONENT, RECIPE, WARN_VARIABLES_ABOVE, Sweep, control_settings, load_sweep,
-)
+from cruijff_kit.errors import UserError, ValidationFailed
+from cruijff_kit.scaffold.generate_model import CONFIRM_RUNS_FROM, WARN_VARIABLES_ABOVE, Sweep, load_sweep, user_problems
 from cruijff_kit.settings import Settings
 
-TEMPLATES = "generate"
 MAPPING_FILE = "run_mapping.yaml"
-TRAIN_SWEEP = "train_sweep.slurm"
-EVAL_SWEEP = "eval_sweep.slurm"
-JSON_DATASET_KEYS = ("dataset_type", "prompt", "system_prompt", "train_on_input", "packed")
 
 
 def configure(parser) -> None:
@@ -50,158 +39,71 @@ def configure(parser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite files you edited since they were generated")
 
 
-# -- one run ---------------------------------------------------------------------------------------
-def set_dotted(config: dict, key: str, value) -> None:
-    node = config
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-
-
-def train_config(sweep: Sweep, index: int) -> dict:
-    """The run's torchtune config as data: built-in config <- dataset <- controls <- _override."""
-    from cruijff_kit.experiment.load import deep_merge
-
-    run = sweep.exp.runs[index]
-    config = copy.deepcopy(sweep.base)
-    config["output_dir"] = str(sweep.results_dir / run.name)
-    if isinstance(sweep.dataset, Path):
-        block = {"_component_": DATASET_COMPONENT, "source": str(sweep.dataset), "split": "train"}
-        block.update({k.split(".", 1)[1]: v for k, v in control_settings(run.controls, JSON_DATASET_KEYS).items()})
-        config["dataset"] = block
-    elif isinstance(sweep.dataset, dict):
-        config["dataset"] = copy.deepcopy(sweep.dataset)
-    for key, value in control_settings(run.controls, sweep.explicit).items():
-        set_dotted(config, key, value)
-    return deep_merge(config, sweep.override)
-
-
-def resolved(config: dict, key: str) -> str:
-    """A config value with its ${...} interpolations resolved, as torchtune will see it."""
-    from omegaconf import OmegaConf
-
-    value = OmegaConf.select(OmegaConf.create(config), key, throw_on_missing=False)
-    return "" if value is None else str(value)
-
-
-def checkpoint_path(config: dict, epoch: int) -> Path:
-    """Where the HF checkpointer writes epoch `epoch`: {checkpointer.output_dir}/epoch_{N}."""
-    out = resolved(config, "checkpointer.output_dir") or resolved(config, "output_dir")
-    return Path(out) / f"epoch_{epoch}"
-
-
-def eval_cells(sweep: Sweep, settings: Settings, index: int, config: dict) -> list[dict]:
-    """run_cell configs (the inspect worker's eval-cell settings) for every task of one run."""
-    from cruijff_kit.workers.inspect.evaluator import cell_context, task_params
-
-    run = sweep.exp.runs[index]
-    by_name = {t.name: t for t in sweep.tasks}
-    cells = []
-    for cell in sweep.exp.cells():
-        if cell.run != run.name:
-            continue
-        task = by_name[cell.task]
-        context = cell_context(sweep.exp, settings, cell)
-        accepted = task_params(str(task.script), task.function)
-        training_prompts = {k: context["task_args"][k] for k in ("prompt", "system_prompt")
-                            if accepted is None or k in accepted}
-        context.update(
-            model_path=str(checkpoint_path(config, cell.epoch)),
-            log_dir=str(sweep.eval_results_dir / run.name),
-            task_args={**training_prompts, **task.args},
-            device=str(config.get("device") or "cpu"), dtype=str(config.get("dtype") or "auto"),
-            source=str(sweep.source), job_id=f"{run.name}.eval.{cell.dirname}")
-        cells.append(context)
-    return cells
-
-
-# -- the sweep -------------------------------------------------------------------------------------
 @dataclass
-class Generated:
-    files: object  # RenderSet
-    train: list = field(default_factory=list)  # relative paths
-    evals: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
+class SweepSettings(Settings):
+    """claude.local.md's settings, with each run's outputs under the sweep's results dir."""
+
+    results_root: str = ""
+
+    def output_dir(self, experiment: str, run: str) -> Path:
+        return Path(self.results_root) / run
 
 
-def _tools(settings: Settings, sweep: Sweep) -> tuple[dict, str, str]:
-    from cruijff_kit.jobscript import job_environment
-
-    env = job_environment(settings, sweep.dir)
-    activated = bool(env["venv"] or env["conda_env"])
-    python = "python" if activated else sys.executable
-    tune = "tune" if activated else str(Path(sys.executable).with_name("tune"))
-    return env, python, tune
+def sweep_settings(settings: Settings, sweep: Sweep) -> SweepSettings:
+    return SweepSettings(**{f.name: getattr(settings, f.name) for f in fields(Settings)},
+                         results_root=str(sweep.results_dir))
 
 
-def _flow(params: dict) -> str:
+def _params(sweep: Sweep, run: str) -> str:
     from cruijff_kit.workers.torchtune.trainer import yv
 
-    return yv(params)
+    params = sweep.grid[[r.name for r in sweep.exp.runs].index(run)]
+    return yv(params) if params else "no variables"
 
 
-def build(sweep: Sweep, settings: Settings) -> Generated:
-    from cruijff_kit.files import yaml_dump
-    from cruijff_kit.jobscript import resources
-    from cruijff_kit.render import RenderSet, render
+def config_overlay(sweep: Sweep):
+    """finetune.yaml text -> the same config over the base config, with _override last (trainer hook)."""
+    from cruijff_kit.files import yaml_dump, yaml_load
+    from cruijff_kit.render import render
+    from cruijff_kit.workers.torchtune.overlay import merge
 
-    files = RenderSet(sweep.dir)
-    out = Generated(files)
-    configs = sweep.rel(sweep.configs_dir)
-    source = sweep.rel(sweep.source)
-    rows, devices = [], []
-    for i, run in enumerate(sweep.exp.runs):
-        params = dict(sweep.grid[i])
-        config = train_config(sweep, i)
-        devices.append(str(config.get("device") or "cuda"))
-        train_rel = f"{configs}/train_{run.name.removeprefix('run_')}.yaml"
-        files.add(train_rel, render(f"{TEMPLATES}/train.yaml.j2", run=run.name, experiment=sweep.exp.name,
-                                    params=_flow(params) if params else "no variables", source=source,
-                                    base_config=sweep.base_config, recipe=RECIPE, config=train_rel,
-                                    body=yaml_dump(config)))
-        out.train.append(train_rel)
-        row = {"name": run.name, "params": _flow(params), "train_config": train_rel,
-               "output_dir": config["output_dir"], "eval_script": None, "model_path": None, "eval_dir": None}
-        if sweep.eval_enabled:
-            cells = eval_cells(sweep, settings, i, config)
-            eval_rel = f"{configs}/eval_{run.name.removeprefix('run_')}.py"
-            files.add(eval_rel, render(
-                f"{TEMPLATES}/eval.py.j2", run=run.name, experiment=sweep.exp.name,
-                params=_flow(params) if params else "no variables", source=source, script=eval_rel,
-                train_config=train_rel, recipe=RECIPE, model_path=cells[0]["model_path"],
-                log_dir=cells[0]["log_dir"], tasks=", ".join(c["task"] for c in cells),
-                cells=[pprint.pformat(c, indent=1, width=100, sort_dicts=False) for c in cells]),
-                executable=True)
-            out.evals.append(eval_rel)
-            row.update(eval_script=eval_rel, model_path=cells[0]["model_path"], eval_dir=cells[0]["log_dir"])
-        rows.append(row)
+    def apply(plan, text: str) -> str:
+        config = merge(yaml_load(text), sweep.base, sweep.override)
+        return render("generate/finetune.yaml.j2", run=plan.run.name, experiment=sweep.exp.name,
+                      params=_params(sweep, plan.run.name), source=sweep.rel(sweep.dir / "experiment.yaml"),
+                      base_config=sweep.base_config, config=f"{plan.rel_dir}/finetune.yaml", dir=str(sweep.dir),
+                      body=yaml_dump(config))
+    return apply
+
+
+def run_mapping(sweep: Sweep, settings: Settings) -> str:
+    from cruijff_kit.render import render
+    from cruijff_kit.workers.inspect.evaluator import cell_relpath
+    from cruijff_kit.workers.torchtune.trainer import RECIPE_MODULE
+
+    cells = sweep.exp.cells()
+    rows = []
+    for run in sweep.exp.runs:
+        mine = [c for c in cells if c.run == run.name]
+        out = settings.output_dir(sweep.exp.name, run.name)
+        rows.append({"name": run.name, "params": _params(sweep, run.name), "train_config": f"{run.name}/finetune.yaml",
+                     "output_dir": str(out), "model_path": str(out / f"epoch_{mine[0].epoch}") if mine else None,
+                     "eval_configs": [f"{cell_relpath(c)}/eval_config.yaml" for c in mine],
+                     "eval_dir": f"{run.name}/eval" if mine else None})
     variables = [sweep.user_names[k] for k in sweep.exp.variables]
-    files.add(f"{configs}/{MAPPING_FILE}", render(
-        f"{TEMPLATES}/{MAPPING_FILE}.j2", experiment=sweep.exp.name, source=source, base_config=sweep.base_config,
-        recipe=RECIPE, variables=variables, runs=rows, question=sweep.exp.question))
-    if sweep.slurm_scripts:
-        env, python, tune = _tools(settings, sweep)
-        device = "cpu" if devices and all(d == "cpu" for d in devices) else "cuda"
-        res = resources(settings, dict(sweep.slurm), device=device)
-        common = dict(env=env, res=res, workdir=str(sweep.dir), source=str(sweep.source), experiment=sweep.exp.name,
-                      last=len(rows) - 1, count=len(rows))
-        train_script = f"{configs}/{TRAIN_SWEEP}"
-        eval_script = f"{configs}/{EVAL_SWEEP}"
-        files.add(train_script, render(
-            f"{TEMPLATES}/{TRAIN_SWEEP}.j2", job_name=f"{sweep.exp.name}.train", job_id=f"{sweep.exp.name}.train",
-            log=str(sweep.configs_dir / "train_sweep-%A_%a.out"), exit_code_file=str(sweep.dir / train_script) +
-            ".exitcode", script=train_script, items=out.train, tune=tune, recipe=RECIPE,
-            eval_script=eval_script if out.evals else "", **common), executable=True)
-        if out.evals:
-            files.add(eval_script, render(
-                f"{TEMPLATES}/{EVAL_SWEEP}.j2", job_name=f"{sweep.exp.name}.eval", job_id=f"{sweep.exp.name}.eval",
-                log=str(sweep.configs_dir / "eval_sweep-%A_%a.out"), exit_code_file=str(sweep.dir / eval_script) +
-                ".exitcode", script=eval_script, items=out.evals, python=python, train_script=train_script,
-                **common), executable=True)
-    return out
+    return render(f"generate/{MAPPING_FILE}.j2", experiment=sweep.exp.name, source="experiment.yaml",
+                  base_config=sweep.base_config, recipe=RECIPE_MODULE, variables=variables, runs=rows,
+                  question=sweep.exp.question)
+
+
+def design_copy(sweep: Sweep) -> str:
+    """experiment_summary.yaml: the translated design, resolved as scaffold writes it, with our header."""
+    from cruijff_kit.files import yaml_dump
+    from cruijff_kit.render import render
+    from cruijff_kit.scaffold.scaffold import SUMMARY_FILE, resolved_design
+
+    return SUMMARY_FILE, render("generate/experiment_summary.yaml.j2", source=sweep.shown, name=sweep.exp.name,
+                                dir=str(sweep.dir), body=yaml_dump(resolved_design(sweep.exp)))
 
 
 def grid_warnings(sweep: Sweep, *, yes: bool) -> list[str]:
@@ -221,50 +123,61 @@ def grid_warnings(sweep: Sweep, *, yes: bool) -> list[str]:
     return lines
 
 
-def stale_files(sweep: Sweep, generated: Generated) -> list[str]:
-    """train_NNN.yaml / eval_NNN.py files of an earlier, larger grid (not rewritten, not in the sweep scripts)."""
-    current = set(generated.train) | set(generated.evals)
-    if not sweep.configs_dir.is_dir():
-        return []
-    return sorted(sweep.rel(p) for pattern in ("train_[0-9]*.yaml", "eval_[0-9]*.py")
-                  for p in sweep.configs_dir.glob(pattern) if sweep.rel(p) not in current)
+def generate(directory: str | Path, *, profile: str | None = None, yes: bool = False, dry_run: bool = False,
+             force: bool = False, settings: Settings | None = None):
+    """(Sweep, scaffold Outcome, warning lines): experiment.yaml scaffolded through the workers."""
+    from cruijff_kit.scaffold.scaffold import scaffold
+    from cruijff_kit.settings import load_settings
+
+    settings = settings or load_settings()
+    sweep = load_sweep(directory, profile=profile, settings=settings)
+    lines = grid_warnings(sweep, yes=yes) + [p.line() for p in sweep.warnings]
+    model_dir = sweep.exp.models[0].path
+    if not model_dir.is_dir():
+        lines.append(f"warning: {sweep.shown}: checkpointer.checkpoint_dir: {model_dir} not found (yet); put the "
+                     "model there or point controls._override.checkpointer.checkpoint_dir at it")
+    ours = sweep_settings(settings, sweep)
+    extra = dict([design_copy(sweep), (sweep.rel(sweep.configs_dir / MAPPING_FILE), run_mapping(sweep, ours))])
+    try:
+        outcome = scaffold(sweep.dir, exp=sweep.exp, settings=ours, dry_run=dry_run, force=force, log=False,
+                           quiet=True, extra_files=extra,
+                           worker_options={"torchtune": {"config_overlay": config_overlay(sweep)},
+                                           "inspect-ai": {"task_args": sweep.task_args}})
+    except ValidationFailed as exc:
+        raise ValidationFailed(user_problems(exc.problems, sweep.shown, sweep.user_names)) from None
+    known = set(lines)
+    for p in user_problems(outcome.warnings, sweep.shown, sweep.user_names):  # tasks here name their own data
+        if p.line() not in known and "takes no data_path" not in p.message:
+            lines.append(p.line())
+    return sweep, outcome, lines
 
 
 def _range(paths: list[str], what: str) -> str:
-    names = [Path(p).name for p in paths]
-    if len(names) == 1:
-        return f"✓ Generated 1 {what} ({names[0]})"
-    return f"✓ Generated {len(names)} {what}s ({names[0]} to {names[-1]})"
+    if len(paths) == 1:
+        return f"✓ Generated 1 {what} ({paths[0]})"
+    return f"✓ Generated {len(paths)} {what}s ({paths[0]} to {paths[-1]})"
 
 
 def main(args) -> int:
-    from cruijff_kit.settings import load_settings
-
-    settings = load_settings()
-    sweep = load_sweep(args.dir, profile=args.profile, settings=settings)
-    for line in grid_warnings(sweep, yes=args.yes):
+    sweep, outcome, warnings = generate(args.dir, profile=args.profile, yes=args.yes, dry_run=args.dry_run,
+                                        force=args.force)
+    for line in warnings:
         print(line, file=sys.stderr)
-    for problem in sweep.warnings:
-        print(problem.line(), file=sys.stderr)
-    checkpoint_dir = sweep.exp.models[0].path
-    if not checkpoint_dir.is_dir():
-        print(f"warning: {sweep.shown}: checkpointer.checkpoint_dir: {checkpoint_dir} not found (yet); "
-              "put the model there or point controls._override.checkpointer.checkpoint_dir at it",
-              file=sys.stderr)
-    generated = build(sweep, settings)
     if args.dry_run:
-        print(generated.files.tree())
-        print(f"dry run: {len(generated.files.files)} files, nothing written")
+        print(outcome.files.tree())
+        print(f"dry run: {len(outcome.files.files)} files, {len(outcome.jobs)} jobs, nothing written")
         return 0
-    report = generated.files.commit(force=args.force)
-    for rel in report.preserved:
+    for rel in outcome.report.preserved:
         print(f"kept {rel}: edited since it was generated (use --force to overwrite)", file=sys.stderr)
-    for rel in stale_files(sweep, generated):
-        print(f"warning: {rel} is not part of this grid (left from an earlier one); delete it", file=sys.stderr)
-    print(_range(generated.train, "training config"))
-    if sweep.eval_enabled:
-        print(_range(generated.evals, "evaluation script"))
+    for name in outcome.stale:
+        print(f"warning: {name}/ is not part of this grid (left from an earlier one); delete it", file=sys.stderr)
+    print(_range([f"{j.run}/finetune.yaml" for j in outcome.jobs if j.kind == "train"], "training config"))
+    evals = [j.meta["config"].removesuffix("/eval_config.yaml") for j in outcome.jobs if j.kind == "eval"]
+    if evals:
+        print(_range(evals, "evaluation config"))
         print("✓ Validated all evaluation tasks")
+    shown = args.dir if Path(args.dir).name != "experiment.yaml" else str(Path(args.dir).parent)
+    print(f"✓ Wrote jobs.json ({len(outcome.jobs)} jobs); next: cruijff-kit run {shown}")
     return 0
 
 

@@ -145,7 +145,11 @@ def _progress(message: str, quiet: bool) -> None:
 # -- the verb --------------------------------------------------------------------------------------
 def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = False, force: bool = False,
              only: list[str] | None = None, settings: Settings | None = None, log: bool = True,
-             quiet: bool = False) -> Outcome:
+             quiet: bool = False, exp: Experiment | None = None, worker_options: dict | None = None,
+             extra_files: dict | None = None) -> Outcome:
+    """`exp`, when given (built by `generate`), is rendered instead of loading `design`; `worker_options`
+    {tool: keyword arguments of that worker's render()}; `extra_files` {relpath: text} go with the rest
+    (and win over scaffold's own files of the same path, such as the design copy)."""
     from cruijff_kit.experiment.load import load_experiment, resolve_design_path
     from cruijff_kit.experiment.jobs import jobs_payload
     from cruijff_kit.render import RenderSet
@@ -155,8 +159,12 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     settings = settings or load_settings()
     source = resolve_design_path(design)
     warnings: list[Problem] = []
-    _progress(f"[scaffold] loading {source}" + (f" (profile {profile})" if profile else ""), quiet)
-    exp = load_experiment(source, profile=profile, settings=settings, warnings=warnings)
+    if exp is None and (source.parent / "experiment.yaml").is_file():
+        raise UserError(f"{source.parent} is a `generate` sweep (it holds experiment.yaml)", where=str(source),
+                        hint=f"re-render it with `cruijff-kit generate {source.parent}`")
+    if exp is None:
+        _progress(f"[scaffold] loading {source}" + (f" (profile {profile})" if profile else ""), quiet)
+        exp = load_experiment(source, profile=profile, settings=settings, warnings=warnings)
     names = [r.name for r in exp.runs]
     selected = set(names)
     if only:
@@ -181,7 +189,7 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     jobs, per_worker = [], {}
     for _kind, tool, module in workers:
         before = set(files.files)
-        made = module.render(exp, settings, files)
+        made = module.render(exp, settings, files, **(worker_options or {}).get(tool, {}))
         per_worker[tool] = (len(made), set(files.files) - before)
         jobs += made
     if prefs_worker.generate_spec(exp) is not None:
@@ -204,6 +212,8 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     copy_path = exp.dir / SUMMARY_FILE
     if exp.source.resolve() != copy_path.resolve():  # never overwrite a design that lives in the exp dir
         files.add(SUMMARY_FILE, _design_copy(exp))
+    for rel, text in (extra_files or {}).items():
+        files.add(rel, text)
     files.add("jobs.json", json.dumps(jobs_payload(exp.name, jobs), indent=2, sort_keys=True, default=str) + "\n")
     outcome = Outcome(exp, jobs, files, None, warnings, skipped, _stale_runs(exp), per_worker)
     if dry_run:

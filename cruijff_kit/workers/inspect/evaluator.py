@@ -361,8 +361,9 @@ def source_of(exp: Experiment) -> str:
     return str(exp.dir / "experiment_summary.yaml")
 
 
-def render(exp: Experiment, settings: Settings, files: RenderSet) -> list[JobSpec]:
-    """Add every cell's eval_config.yaml and inspect.slurm to `files`; return the eval jobs."""
+def render(exp: Experiment, settings: Settings, files: RenderSet, task_args: dict | None = None) -> list[JobSpec]:
+    """Add every cell's eval_config.yaml and inspect.slurm to `files`; return the eval jobs.
+    `task_args` {task: {keyword: value}} adds keyword arguments for a task's @task function (`generate`)."""
     env = job_environment(settings, exp.dir)
     python = "python" if (env["venv"] or env["conda_env"]) else sys.executable
     jobs = []
@@ -371,6 +372,7 @@ def render(exp: Experiment, settings: Settings, files: RenderSet) -> list[JobSpe
         rel = cell_relpath(cell)
         cell_dir = exp.dir / rel
         context = cell_context(exp, settings, cell)
+        context["task_args"].update((task_args or {}).get(cell.task, {}))
         files.add(f"{rel}/{CONFIG_FILE}", render_template(f"inspect/{CONFIG_FILE}.j2", **context))
         job = JobSpec(
             id=job_id(cell), kind="eval", run=run.name, script=f"{rel}/{SCRIPT_FILE}",

@@ -522,7 +522,9 @@ def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
         (problems.error if p.level == "error" else problems.warn)(p.path, p.message, p.hint)
 
 
-def render(exp: Experiment, settings: Settings, files) -> list[JobSpec]:
+def render(exp: Experiment, settings: Settings, files, config_overlay=None) -> list[JobSpec]:
+    """`config_overlay(plan, text) -> text`, when given, rewrites each finetune.yaml (`generate`: a
+    torchtune built-in config under ours, the sweep's _override over it)."""
     plans, found = _plans(exp, settings)
     errors = ProblemList(str(exp.source), [p for p in found if p.level == "error"])
     errors.raise_if_errors()
@@ -530,6 +532,8 @@ def render(exp: Experiment, settings: Settings, files) -> list[JobSpec]:
     jobs = []
     for plan in plans:
         for name, text in render_run(plan, exp, settings, env).items():
+            if name == "finetune.yaml" and config_overlay is not None:
+                text = config_overlay(plan, text)
             files.add(f"{plan.rel_dir}/{name}", text, executable=name.endswith(".slurm"))
         jobs.append(job_spec(plan))
     return jobs

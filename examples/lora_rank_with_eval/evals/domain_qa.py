@@ -6,7 +6,7 @@ fine-tuning data (../data/domain_qa.json) does not contain. Each question is pre
 passes the sweep's prompt and system_prompt and the `args` of experiment.yaml.
 
 Standalone:
-  inspect eval evals/domain_qa.py@domain_qa --model hf/local -M model_path=results/run_000/hf_model/epoch_0
+  inspect eval evals/domain_qa.py@domain_qa --model hf/local -M model_path=results/run_000/epoch_0
 """
 import json
 from pathlib import Path
