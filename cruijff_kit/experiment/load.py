@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from cruijff_kit.files import yaml_load
+from cruijff_kit.files import read_yaml as files_read_yaml
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
 from cruijff_kit.experiment.model import (
     BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
@@ -36,23 +36,10 @@ def key_path(parts) -> str:
 
 
 def read_yaml(path: Path) -> dict:
-    """Parse YAML with a one-line error (line and column) for syntax mistakes."""
-    import yaml
-
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError("file not found", where=str(path), hint="check the path") from None
-    except IsADirectoryError:
-        raise UserError("is a directory", where=str(path), hint=f"pass the {SUMMARY_FILE} inside it") from None
-    try:
-        data = yaml_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"YAML syntax error: {problem}", where=where,
-                        hint="fix the indentation or quoting at that line") from None
+    """Parse YAML through files.read_yaml (YAML 1.2 numbers, one-line errors with line and column)."""
+    if Path(path).is_dir():
+        raise UserError("is a directory", where=str(path), hint=f"pass the {SUMMARY_FILE} inside it")
+    data = files_read_yaml(path)
     if not isinstance(data, dict):
         raise UserError("expected a mapping at the top level", where=str(path),
                         hint="start with `experiment:` and `tools:` keys")

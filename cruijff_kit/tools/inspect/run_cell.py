@@ -46,13 +46,15 @@ REQUIRED = ("task", "task_script", "task_function", "model_path", "log_dir")
 
 
 def load_config(path: str | Path) -> dict:
-    import yaml
+    from cruijff_kit.files import YAMLInputError, read_yaml
 
     path = Path(path)
+    if not path.is_file():
+        raise CellError(f"{path}: eval config not found")
     try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CellError(f"{path}: eval config not found") from None
+        config = read_yaml(path)
+    except YAMLInputError as exc:
+        raise CellError(str(exc)) from None
     if not isinstance(config, dict):
         raise CellError(f"{path}: expected a mapping")
     missing = [k for k in REQUIRED if not config.get(k)]
