@@ -311,7 +311,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
     if meta.get("dir"):
         exp_dir = _path(meta["dir"], base, settings)
     else:
-        exp_dir = settings.experiment_dir(meta["name"], meta["type"])
+        exp_dir = settings.experiment_dir(meta["name"], meta.get("type", "experiment"))
     training = preference = None
     d = data.get("data") or {}
     for key in ("training", "preference"):
@@ -357,7 +357,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
                    for m in data["models"]["base"])
     output = data.get("output") or {}
     return Experiment(
-        name=meta["name"], question=meta["question"], date=str(meta["date"]), type=meta["type"], dir=exp_dir,
+        name=meta["name"], question=meta["question"], date=str(meta["date"]), type=meta.get("type", "experiment"), dir=exp_dir,
         source=source, hypothesis=meta.get("hypothesis", ""), purpose=meta.get("purpose", ""),
         project=meta.get("project", ""), tools=dict(data["tools"]), variables=dict(data.get("variables") or {}),
         controls=controls, models=models, training_data=training, preference_data=preference,
