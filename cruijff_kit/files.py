@@ -53,16 +53,18 @@ def sha256(data: str | bytes) -> str:
 
 
 # -- YAML in: the one reader every file we parse goes through ------------------------------------
-# Numbers as people write them (YAML 1.2 floats: 1e-4, 5E-5, .5, -1e3), and hostile input refused in
+# Numbers as people write them (YAML 1.2 floats: 1e-4, 5E-5, .5, -1e3; no base-60: 0:59:00 is a string),
+# and hostile input refused in
 # one line instead of a traceback, minutes of CPU, gigabytes of memory or a segfault.
 MAX_YAML_DEPTH = 100  # nested mappings/lists; real designs use under 10
 MAX_YAML_NODES = 1_000_000  # values after alias expansion ("billion laughs" stops here)
 _PRESCAN_DEPTH = 1_000  # above this the C parser's recursion could overflow the stack: refuse unparsed
-FLOAT_TAG = "tag:yaml.org,2002:float"
+FLOAT_TAG, INT_TAG = "tag:yaml.org,2002:float", "tag:yaml.org,2002:int"
+# YAML 1.1 ints without the sexagesimal form: `time: 0:59:00` stays the string SLURM wants, not 3540
+_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
 _FLOAT_12 = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""", re.X)
 
@@ -86,6 +88,8 @@ def _loader():
     class Loader(base):
         yaml_implicit_resolvers = {k: [(t, r) for t, r in v if t != FLOAT_TAG]
                                    for k, v in base.yaml_implicit_resolvers.items()}
+        yaml_implicit_resolvers = {k: [(t, _INT if t == INT_TAG else r) for t, r in v]
+                                   for k, v in yaml_implicit_resolvers.items()}
 
         def construct_document(self, node):
             _measure(node, MappingNode, SequenceNode, ConstructorError)

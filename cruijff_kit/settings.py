@@ -185,6 +185,12 @@ def find_settings_file(start: Path | None = None) -> Path | None:
     return None
 
 
+def is_upstream_settings(text: str) -> bool:
+    """Upstream cruijff_kit's claude.local.md: bold labels such as its conda label, or a Module System section."""
+    return bool(re.search(r"(?im)^\s*-\s*\*\*(default conda environment|partition|account)\*\*\s*:", text)
+                or re.search(r"(?im)^##\s*module system", text))
+
+
 def _label_field(label: str, heading: str) -> str | None:
     for (topic, key), name in SECTION_LABELS.items():
         if key == label and topic in heading:
@@ -317,6 +323,9 @@ def main(args) -> int:
         print(json.dumps(shown, indent=2))
         return 0
     print(f"settings file: {settings.source_file or '(none found: local defaults)'}")
+    if settings.source_file and is_upstream_settings(Path(settings.source_file).read_text()):
+        print(f"  (upstream cruijff_kit format: read as is; `cruijff-kit migrate {settings.source_file}` "
+              "shows how each line was read)")
     width = max(len(r[0]) for r in rows)
     for name, value, source in rows:
         print(f"  {name.ljust(width)}  {value or '-'}   [{source}]")

@@ -162,6 +162,8 @@ class Evaluation:
     max_tokens: int = 32
     seed: int = 42
     limit: int | None = None
+    max_connections: int | None = None  # samples evaluated concurrently (inspect-ai)
+    compute: dict = field(default_factory=dict)  # SBATCH resources of every eval job (jobscript.job_overrides)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ Keys (everything optional; defaults in brackets):
              conda_env, venv, modules (comma separated) [claude.local.md]
   legacy     save_last_epoch_only: false, stash_adapter_weights: false, epochs_to_save: all are accepted
              (every epoch is saved); other values of these are errors.
+  upstream   cruijff_kit 0.3.x keys are read with a warning: torchtune_model_name (model_name), cpus_per_task
+             (cpus), base_recipe (custom_recipe), recipe names ending _nightly / _stable / _distributed_stable,
+             input_key: input and output_key: output (the default); training_samples and other key names
+             have no equivalent (an error that says what to do). `cruijff-kit migrate FILE` rewrites the file.
 """
 from __future__ import annotations
 
@@ -114,7 +118,12 @@ def _translated(problems: list[Problem], where: str) -> list[Problem]:
 
 def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dict]:
     """setup_finetune.yaml -> (a one-run design dict, extras: output dir, base checkpoint, env, recipe)."""
+    from cruijff_kit.experiment.migrate import setup_renamed
+
     problems = ProblemList(where)
+    raw, notes = setup_renamed(raw)  # upstream 0.3.x keys: read under our names, or say what to do
+    for key, message, hint in notes:
+        (problems.error if "no equivalent" in message else problems.warn)(key, message, hint)
     controls_known = _control_names()
     known = set(IDENTITY) | set(SLURM) | set(ENVIRONMENT) | set(LEGACY_FIXED) | set(controls_known)
     for key in raw:

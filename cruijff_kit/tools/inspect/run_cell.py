@@ -212,7 +212,7 @@ def model_args(config: dict, model_dir: Path, tokenizer_dir: Path) -> dict:
 
 
 def generate_args(config: dict) -> dict:
-    """GenerateConfig fields: max_tokens, seed, and temperature only when sampling."""
+    """GenerateConfig fields: max_tokens, seed, temperature only when sampling, max_connections if set."""
     gen = config.get("generation") or {}
     out = {}
     if gen.get("max_tokens") is not None:
@@ -221,6 +221,8 @@ def generate_args(config: dict) -> dict:
         out["seed"] = int(gen["seed"])
     if gen.get("do_sample") and gen.get("temperature") is not None:
         out["temperature"] = float(gen["temperature"])
+    if gen.get("max_connections"):
+        out["max_connections"] = int(gen["max_connections"])
     return out
 
 

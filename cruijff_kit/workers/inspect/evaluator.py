@@ -21,7 +21,7 @@ from pathlib import Path
 from cruijff_kit.errors import ProblemList, UserError, closest
 from cruijff_kit.experiment.model import Cell, Experiment, Run, Task
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.jobscript import job_environment, resources
+from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
@@ -322,7 +322,7 @@ def cell_resources(exp: Experiment, settings: Settings, run: Run) -> dict:
     """SBATCH resources of a run's eval jobs: registry defaults, claude.local.md, slurm_overrides;
     no GPU unless the run's device is cuda (as for training)."""
     spec = model_spec(exp, run)
-    overrides = dict(run.slurm_overrides)
+    overrides = job_overrides(run, "eval", exp.evaluation.compute)
     if run.controls.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
     return resources(settings, overrides, dict(spec.resources) if spec is not None else {})
@@ -339,6 +339,8 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
     generation = {"do_sample": bool(ev.do_sample), "max_tokens": ev.max_tokens, "seed": ev.seed}
     if ev.do_sample:
         generation["temperature"] = ev.temperature
+    if ev.max_connections:
+        generation["max_connections"] = ev.max_connections
     model = cell_model(exp, settings, run, cell)
     return {
         "experiment": exp.name, "run": run.name, "run_type": run.type, "task": task.name,

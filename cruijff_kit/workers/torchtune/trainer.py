@@ -47,7 +47,7 @@ from cruijff_kit.errors import ProblemList, UserError
 from cruijff_kit.compute.estimates import recommended_mem, scaffold_estimate
 from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.jobscript import job_environment, resources
+from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
@@ -298,7 +298,7 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     batch_size_val = c.batch_size_val or c.batch_size
     # resources and recipe
     defaults = dict(spec.resources)
-    overrides = dict(run.slurm_overrides)
+    overrides = job_overrides(run, "train")
     if c.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
     res = resources(settings, overrides, defaults)
