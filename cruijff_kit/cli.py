@@ -13,7 +13,7 @@ import sys
 # verb -> (module, one-line help). Order is the workflow order shown by --help.
 VERBS: dict[str, tuple[str, str]] = {
     "config": ("cruijff_kit.settings", "show resolved settings from claude.local.md and where each came from"),
-    "migrate": ("cruijff_kit.experiment.migrate", "convert upstream cruijff_kit 0.3.x files (design, setup_finetune.yaml, claude.local.md)"),
+    "migrate": ("cruijff_kit.design.migrate", "convert upstream cruijff_kit 0.3.x files (design, setup_finetune.yaml, claude.local.md)"),
     "validate": ("cruijff_kit.design.validate", "validate an experiment_summary.yaml; print every problem, one per line"),
     "design": ("cruijff_kit.design.cli", "design helpers: expand runs, verify resources, render the summary"),
     "log": ("cruijff_kit.logbook", "append one entry to a skill log (design-experiment.log, ...)"),

@@ -1,4 +1,4 @@
-"""Upstream cruijff_kit 0.3.x files -> ours: `cruijff-kit migrate FILE [--write]`.
+"""Upstream cruijff_kit 0.3.x files -> ours (the `cruijff-kit migrate` verb is design/migrate.py).
 
 Three kinds of file: an experiment_summary.yaml (design), a setup_finetune.yaml and a claude.local.md.
 Designs and setup files are edited line by line (a key renamed in place, a line removed, a line added),
@@ -309,7 +309,10 @@ def setup_renamed(raw: dict) -> tuple[dict, list[tuple[str, str, str]]]:
     Renames and redundant keys are applied (each a warning); keys with no equivalent are errors."""
     out, notes = {}, []
     for key, value in raw.items():
-        if key in SETUP_RENAMES and SETUP_RENAMES[key] not in raw:
+        if key in SETUP_RENAMES and SETUP_RENAMES[key] in raw:
+            notes.append((key, f"upstream key with no equivalent next to {SETUP_RENAMES[key]}",
+                          f"remove it; {SETUP_RENAMES[key]} is already set"))
+        elif key in SETUP_RENAMES:
             new = SETUP_RENAMES[key]
             if key == "base_recipe" and not recipe_name(value):
                 notes.append((key, f"upstream key with no equivalent ({value!r} is not a recipe)",
@@ -398,40 +401,3 @@ def write(m: Migration) -> Path:
     atomic_write(backup, m.path.read_bytes())
     atomic_write(m.path, m.text())
     return backup
-
-
-def _line_no(text: str) -> int:
-    found = re.match(r"line (\d+)", text)
-    return int(found.group(1)) if found else 0
-
-
-def configure(parser) -> None:
-    parser.add_argument("file", help="experiment_summary.yaml, setup_finetune.yaml or claude.local.md")
-    parser.add_argument("--write", action="store_true", help="apply the changes (keeps FILE.bak)")
-
-
-def main(args) -> int:
-    m = plan(args.file)
-    label = {"design": "design", "setup": "setup_finetune.yaml", "settings": "claude.local.md"}[m.kind]
-    edits = bool(m._edits)
-    print(f"{m.path}: {label}, {len(m._edits)} change(s)" + ("" if edits else " to the file (it reads as is)"))
-    for line in sorted(m.changes, key=_line_no):
-        print(f"  {line}")
-    for line in m.cannot:
-        print(f"  cannot express: {line}")
-    if not edits:
-        return 0
-    if args.write:
-        backup = write(m)
-        print(f"wrote {m.path} (original kept as {backup})")
-        if m.kind == "design":
-            print(f"Next: cruijff-kit validate {m.path}")
-    else:
-        print("dry run: nothing written; add --write to apply (FILE.bak keeps the original)")
-    return 0
-
-
-if __name__ == "__main__":
-    from cruijff_kit.cli import verb_entry
-
-    verb_entry("migrate")

@@ -215,6 +215,7 @@ def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dic
         "base_checkpoint": path(text("base_checkpoint_dir")) if text("base_checkpoint_dir") else None,
         "env": {k: raw[k] for k in ENVIRONMENT if raw.get(k) not in (None, "")},
         "recipe": text("custom_recipe"),
+        "warnings": problems.warnings,
     }
     if problems.errors:
         raise ValidationFailed(problems.problems)
@@ -291,7 +292,7 @@ def setup_finetune(run_dir: str | Path = ".", *, config: str = SETUP_FILE, setti
                                  f"set custom_recipe: {plan.recipe} or change gpus"))
     if any(p.level == "error" for p in found) or plan is None:
         raise ValidationFailed(found or translated)
-    warnings = [p for p in translated + found if p.level == "warning"]
+    warnings = extras["warnings"] + [p for p in translated + found if p.level == "warning"]
     texts = worker.render_run(plan, exp, run_settings)
     files = RenderSet(run_dir)
     for name in ("finetune.yaml", "finetune.slurm"):
