@@ -355,7 +355,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
     tasks = tuple(Task(
         name=t["name"], script=_path(t["script"], base, settings), function=t.get("function", t["name"]),
         dataset=_path(t["dataset"], base, settings) if t.get("dataset") else None,
-        split=t.get("split", "validation"), description=t.get("description", ""),
+        split=t.get("split", ""), description=t.get("description", ""),
         prompt=t.get("prompt"), system_prompt=t.get("system_prompt", ev.get("system_prompt")),
         scorers=tuple(t.get("scorers", ())))
         for t in ev.get("tasks", []))

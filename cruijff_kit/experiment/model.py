@@ -116,7 +116,7 @@ class Task:
     script: Path
     function: str
     dataset: Path | None = None
-    split: str = "validation"
+    split: str = ""  # "" = test when the dataset has one, else validation (workers.inspect.evaluator.cell_split)
     description: str = ""
     prompt: str | None = None
     system_prompt: str | None = None

@@ -264,7 +264,10 @@ def build_task(config: dict):
     params = pyinspect.signature(fn).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     given = {k: v for k, v in wanted.items() if takes_any or k in params}
-    skipped = sorted(set(wanted) - set(given))
+    if "config_path" in params and "config_path" not in given and config.get("_path"):
+        # upstream cruijff_kit's convention: the task reads prompt / system_prompt from this file itself
+        given["config_path"] = config["_path"]
+    skipped = sorted(set(wanted) - set(given) - ({"prompt", "system_prompt"} if "config_path" in given else set()))
     if skipped:
         say(f"warning: {config['task_function']}() takes no {', '.join(skipped)}; not passed "
             "(the task must then present prompts exactly as in training itself)")

@@ -185,6 +185,19 @@ def cell_dataset(exp: Experiment, run: Run, task: Task) -> Path | None:
     return task.dataset or exp.dataset_file(run)
 
 
+def cell_split(exp: Experiment, run: Run, task: Task) -> str:
+    """The split a cell evaluates: the task's `split`, else `test` when the dataset has a non-empty one
+    (upstream's default), else `validation`."""
+    if task.split:
+        return task.split
+    path = cell_dataset(exp, run, task)
+    try:
+        splits = dataset_splits(str(path), path.stat().st_mtime) if path else {}
+    except OSError:
+        splits = {}
+    return "test" if isinstance(splits, dict) and splits.get("test") else "validation"
+
+
 def cell_prompts(run: Run, task: Task, kind: str) -> tuple[str, str]:
     """(prompt, system_prompt) of a cell: the run's training controls unless the task overrides.
 
@@ -301,9 +314,10 @@ def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_
                                f"task {task.name} has no dataset for run {run.name} (the design has no "
                                "data.training)", "give the task a dataset: path/to/data.json")
             continue
-        if (str(path), task.split) in reported:
+        split = cell_split(exp, run, task)
+        if (str(path), split) in reported:
             continue
-        reported.add((str(path), task.split))
+        reported.add((str(path), split))
         if not path.is_file():
             problems.warn(key, f"eval dataset of task {task.name} (run {run.name}) not found (yet): {path}",
                           "create it before the eval job starts (the job reads it then) or fix the path")
@@ -311,9 +325,9 @@ def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_
         splits = dataset_splits(str(path), path.stat().st_mtime)
         if isinstance(splits, str):
             problems.error(key, f"{path}: {splits}", "fix the data file")
-        elif task.split not in splits:
+        elif split not in splits:
             problems.error(f"evaluation.tasks[{i}].split",
-                           f"{path} has no split '{task.split}' (splits: {', '.join(splits) or 'none'})",
+                           f"{path} has no split '{split}' (splits: {', '.join(splits) or 'none'})",
                            f"use one of {', '.join(splits)} or add the split to the file")
 
 
@@ -349,7 +363,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
         "base_model_path": str(model["base_model_path"]) if model["base_model_path"] else None,
         "adapter_only": model["adapter_only"],
         "task_script": str(task.script), "task_function": task.function,
-        "task_args": {"data_path": str(data) if data else None, "split": task.split,
+        "task_args": {"data_path": str(data) if data else None, "split": cell_split(exp, run, task),
                       "prompt": prompt, "system_prompt": system_prompt},
         "dataset_type": kind,
         "generation": generation, "limit": ev.limit, "scorers": task_scorers(exp, task),
