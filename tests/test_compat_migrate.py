@@ -83,6 +83,7 @@ def test_migrated_design_validates_and_scaffolds(tmp_path, scratch, capsys):
     configs = [yaml.safe_load(p.read_text()) for p in sorted(exp.rglob("eval_config.yaml"))]
     assert len(configs) == 3 and all(c["generation"]["max_connections"] == 4 for c in configs)
     assert all(c["scorers"] == [{"name": "match", "params": {}}] for c in configs)
+    assert all(c["task_args"]["split"] == "test" for c in configs)  # the data file has a test split
 
 
 def test_scorer_string_and_flow_controls(tmp_path, capsys):
