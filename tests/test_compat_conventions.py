@@ -104,3 +104,31 @@ def test_truncation_warning_when_examples_exceed_max_seq_len(tmp_path, scratch, 
     assert "longer examples are truncated; raise max_seq_len (upstream cruijff_kit's default is 2048)" in result.stderr
     design2 = small_design(tmp_path / "short")
     assert "longest training example" not in ck(capsys, "scaffold", str(write_design(tmp_path / "short", design2))).stderr
+
+
+def test_eval_prompt_sweep(tmp_path, scratch, capsys):
+    """A task marked prompt_sweep may evaluate with its own prompt: a warning, the cell's config carries it,
+    and `cruijff-kit prompts` shows it next to what the run trained on."""
+    design = small_design(tmp_path)
+    design["runs"] = design["runs"][:1] + design["runs"][2:]  # llama_r4 + the control
+    design["evaluation"]["tasks"].append({"name": "terse", "script": "numbers_task.py",
+                                          "function": "predictable_or_not", "split": "validation",
+                                          "prompt": "{input} ->", "prompt_sweep": True})
+    design["evaluation"]["matrix"] = [{"run": "llama_r4", "tasks": ["next_value", "terse"], "epochs": [1]},
+                                      {"run": "llama_base", "tasks": ["terse"], "epochs": None}]
+    path = write_design(tmp_path, design)
+    result = ck(capsys, "scaffold", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr and "evaluation.tasks[1].prompt: differs from the training prompt" in result.stderr
+    exp = tmp_path / "exp"
+    terse = yaml.safe_load((exp / "llama_r4" / "eval" / "terse_epoch1" / "eval_config.yaml").read_text())
+    plain = yaml.safe_load((exp / "llama_r4" / "eval" / "next_value_epoch1" / "eval_config.yaml").read_text())
+    assert terse["task_args"]["prompt"] == terse["prompt"] == "{input} ->"
+    assert plain["task_args"]["prompt"] == "Numbers: {input}\nNext:"
+    out = ck(capsys, "prompts", str(path)).stdout
+    assert "llama_r4/terse_epoch1  (differs from training: eval prompt sweep)" in out
+    assert "trained with:  'Numbers: {input}\\nNext:' / 'Continue the sequence.'" in out
+    assert "llama_base/terse\n  prompt:        '{input} ->'" in out  # controls: no training to differ from
+    del design["evaluation"]["tasks"][1]["prompt_sweep"]
+    result = ck(capsys, "scaffold", str(write_design(tmp_path, design)), "--dry-run")
+    assert result.returncode == 2 and "or mark the task prompt_sweep: true" in result.stderr

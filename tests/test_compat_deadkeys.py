@@ -32,6 +32,7 @@ METADATA = {
     "data.training.splits.test": "estimates in the summary",
     "evaluation.tasks[].description": "summary only",
     "profiles": "applied before rendering (--profile); tested in test_compat_yaml",
+    "evaluation.tasks[].prompt_sweep": "turns a refused eval prompt into a warning (test_compat_conventions)",
 }
 # Not walked here: they need another base design (DPO data, preference generation, stages, chained runs,
 # eval-only checkpoints, explicit model components); tests/test_dpo.py, test_prefs.py, test_gates.py and

@@ -357,7 +357,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         dataset=_path(t["dataset"], base, settings) if t.get("dataset") else None,
         split=t.get("split", ""), description=t.get("description", ""),
         prompt=t.get("prompt"), system_prompt=t.get("system_prompt", ev.get("system_prompt")),
-        scorers=tuple(t.get("scorers", ())))
+        scorers=tuple(t.get("scorers", ())), prompt_sweep=bool(t.get("prompt_sweep", False)))
         for t in ev.get("tasks", []))
     evaluation = Evaluation(
         scorers=tuple(ev.get("scorers", ())), tasks=tasks, matrix=tuple(ev.get("matrix", ())),

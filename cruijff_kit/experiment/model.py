@@ -121,6 +121,7 @@ class Task:
     prompt: str | None = None
     system_prompt: str | None = None
     scorers: tuple = ()
+    prompt_sweep: bool = False  # eval prompts may differ from training (warned, shown by `cruijff-kit prompts`)
 
 
 @dataclass(frozen=True)

@@ -292,12 +292,14 @@ def _check_prompts(exp: Experiment, cells: list[Cell], problems: ProblemList, ta
         first = next(iter(runs.values()))
         label = "system prompt" if field == "system_prompt" else "prompt template"
         more = f" (and {len(runs) - 1} more run{'s' if len(runs) > 2 else ''})" if len(runs) > 1 else ""
-        problems.error(
+        (problems.warn if exp.task(name).prompt_sweep else problems.error)(
             f"evaluation.tasks[{i}].{field}",
             f"differs from the training {label} of run {first.name}{more}: "
             f"{getattr(exp.task(name), field)!r} vs {getattr(first.controls, field)!r}",
-            f"remove {field} from the task (cells then use each run's training {label}) or set the "
-            f"same value in controls / the run's parameters")
+            "an eval prompt sweep (prompt_sweep: true): `cruijff-kit prompts` shows every cell's prompts"
+            if exp.task(name).prompt_sweep else
+            f"remove {field} from the task (cells then use each run's training {label}), set the "
+            f"same value in controls / the run's parameters, or mark the task prompt_sweep: true")
 
 
 def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_index: dict) -> None:
