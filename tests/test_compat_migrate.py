@@ -177,3 +177,16 @@ def test_migrate_bad_input_is_one_line(tmp_path, capsys):
         f"{path}:2: not UTF-8 text: byte 0xe9 at offset 23; save the file as UTF-8")
     result = ck(capsys, "migrate", str(tmp_path / "missing.yaml"))
     assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_inline_entries_are_named_not_half_deleted(tmp_path, capsys):
+    path = tmp_path / "experiment_summary.yaml"
+    path.write_text('experiment: {name: x, question: q, date: "2025-01-01", seed: 3, directory: d}\n'
+                    "controls:\n  seed: 5\nevaluation:\n  tasks:\n    - assistant_prefix: 'A:'\n      name: t\n")
+    result = ck(capsys, "migrate", str(path), "--write")
+    assert result.returncode == 0
+    assert "line 1: seed (the training seed lives in controls.seed) is written inline; remove it by hand" in result.stdout
+    assert "experiment.seed 3 differs from controls.seed 5, which is kept" in result.stdout
+    assert "line 6: assistant_prefix" in result.stdout
+    data = yaml.safe_load(path.read_text())  # still parses; only the safe edit was made
+    assert data["experiment"]["dir"] == "d" and data["evaluation"]["tasks"][0]["name"] == "t"

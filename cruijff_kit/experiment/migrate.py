@@ -121,7 +121,16 @@ def _rename(m: Migration, key_node, new: str, why: str) -> None:
 
 
 def _remove(m: Migration, key_node, value_node, why: str) -> None:
-    m.replace(key_node.start_mark.line, _end(value_node), [], f"removed {key_node.value}", why)
+    """Delete a key and its value when they own their lines; inline (flow) entries and the first key of
+    a `- ` list item are left for the researcher (named, never half-deleted)."""
+    first, line = key_node.start_mark.line, m.lines[key_node.start_mark.line]
+    last_line = m.lines[value_node.end_mark.line] if value_node.end_mark.line < len(m.lines) else ""
+    owns_start = line[:key_node.start_mark.column].strip() == ""
+    tail = last_line[value_node.end_mark.column:].strip() if value_node.end_mark.column else ""
+    if not owns_start or (tail and not tail.startswith("#")):
+        m.cannot.append(f"line {first + 1}: {key_node.value} ({why}) is written inline; remove it by hand")
+        return
+    m.replace(first, _end(value_node), [], f"removed {key_node.value}", why)
 
 
 def _indent(node) -> str:
@@ -142,6 +151,9 @@ def migrate_design(m: Migration, root) -> None:
         k, v = _child(meta, "seed")
         _remove(m, k, v, "the training seed lives in controls.seed")
         controls = _child(root, "controls")
+        kept = _child(controls[1], "seed") if controls else None
+        if kept and kept[1].value != v.value:
+            m.cannot.append(f"experiment.seed {v.value} differs from controls.seed {kept[1].value}, which is kept")
         if controls is None:
             m.cannot.append(f"experiment.seed {v.value}: no controls block to put it in; add `seed: {v.value}` "
                             "under controls")
