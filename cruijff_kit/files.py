@@ -92,7 +92,10 @@ def _loader():
                                    for k, v in yaml_implicit_resolvers.items()}
 
         def construct_document(self, node):
-            _measure(node, MappingNode, SequenceNode, ConstructorError)
+            if self.__dict__.get("_aliases", True):
+                _measure(node, MappingNode, SequenceNode, ConstructorError)
+            else:  # no alias in the text: a tree, so depth is the only bound to check
+                _depth(node, MappingNode, SequenceNode, ConstructorError)
             return super().construct_document(node)
 
         def construct_mapping(self, node, deep=False):
@@ -150,6 +153,34 @@ def _measure(root, mapping_cls, sequence_cls, error_cls) -> None:
         stack.extend((k, False) for k in kids if id(k) not in size)
 
 
+def _depth(root, mapping_cls, sequence_cls, error_cls) -> None:
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise error_cls(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", node.start_mark)
+        if isinstance(node, sequence_cls):
+            stack.extend((k, depth + 1) for k in node.value if not isinstance(k.value, str))
+        elif isinstance(node, mapping_cls):
+            stack.extend((v, depth + 1) for _, v in node.value if not isinstance(v.value, str))
+
+
+_QUOTED_OR_COMMENT = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|(?:^|(?<=\s))#[^\n]*", re.M)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _quick_depth(text: str) -> int:
+    """A fast upper bound of the nesting depth (flow brackets outside quotes + deepest indentation); the
+    character-by-character scan, which also finds the line, runs only when this is over the limit."""
+    import itertools
+
+    brackets = _NOT_BRACKET.sub("", _QUOTED_OR_COMMENT.sub("", text))
+    flow = max(itertools.accumulate((1 if b in "[{" else -1 for b in brackets),
+                                    lambda depth, step: max(depth + step, 0)), default=0)
+    indent = max((len(x) - len(x.lstrip(" \t-?:")) for x in text.splitlines()), default=0)
+    return flow + indent
+
+
 def _prescan_depth(text: str) -> tuple[int, int]:
     """(upper bound of the nesting depth, line) from the characters alone: block indentation and
     leading `- ` indicators plus open flow brackets outside quotes and comments."""
@@ -181,12 +212,14 @@ def yaml_load(text: str, source: str = "<string>"):
     `source:line:column`, the problem and the fix; never a traceback, never minutes of work."""
     import yaml
 
-    bound, line = _prescan_depth(text) if len(text) > _PRESCAN_DEPTH else (0, 0)
+    bound, line = _prescan_depth(text) if _quick_depth(text) > _PRESCAN_DEPTH else (0, 0)
     if bound > _PRESCAN_DEPTH:
         raise YAMLInputError(f"nested deeper than {_PRESCAN_DEPTH} levels; refusing to parse",
                              where=f"{source}:{line}", hint=f"keep nesting under {MAX_YAML_DEPTH} levels")
+    loader = _loader()(text)
+    loader._aliases = "*" in text  # without one, the document is a tree: no expansion to bound
     try:
-        return yaml.load(text, Loader=_loader())
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -200,6 +233,8 @@ def yaml_load(text: str, source: str = "<string>"):
     except RecursionError:
         raise YAMLInputError(f"nested deeper than {MAX_YAML_DEPTH} levels", where=source,
                              hint=f"keep nesting under {MAX_YAML_DEPTH} levels") from None
+    finally:
+        loader.dispose()
 
 
 def decode_text(raw: bytes, source: str) -> str:

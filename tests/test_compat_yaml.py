@@ -172,3 +172,21 @@ def test_eval_config_reader(tmp_path):
     path.write_text("task: t\ntask: u\n")
     with pytest.raises(CellError, match="duplicate key 'task'"):
         load_config(path)
+
+
+def test_large_design_parses_without_the_checks_costing_much():
+    """1,000 runs: the safety checks (quick depth bound, tree walk) add little to libyaml's parse."""
+    runs = "".join(f"  - name: run_{i}\n    type: fine-tuned\n    model: m\n    parameters: {{lr: 1e-4, "
+                   f"lora_rank: {i % 64}}}\n" for i in range(1000))
+    text = "runs:\n" + runs
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    plain = min(_timed(lambda: yaml.load(text, Loader=base)) for _ in range(3))
+    ours = min(_timed(lambda: yaml_load(text)) for _ in range(3))
+    assert yaml_load(text)["runs"][999]["parameters"] == {"lr": 0.0001, "lora_rank": 999 % 64}
+    assert ours < 3 * plain + 0.05, (ours, plain)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
