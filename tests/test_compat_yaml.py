@@ -190,3 +190,12 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def test_nan_and_inf_in_a_design_are_one_line_errors(tmp_path, scratch, capsys):
+    path = _design_text(tmp_path)
+    path.write_text(path.read_text().replace("lr: 1e-4", "lr: .nan").replace("max_tokens: 8", "max_tokens: .inf"))
+    result = ck(capsys, "validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}: controls.lr: is not a finite number (.nan / .inf); write a number such as 1e-4" in result.stderr
+    assert "evaluation.max_tokens: is not a finite number" in result.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -391,9 +392,23 @@ def normalise(data: dict) -> dict:
     return data
 
 
+def _non_finite(value, parts=()):
+    """Key paths of .nan / .inf values (YAML reads them as floats; no setting takes one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield key_path(parts)
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from _non_finite(child, (*parts, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _non_finite(child, (*parts, i))
+
+
 def check(data: dict, where: str) -> ProblemList:
     problems = ProblemList(where)
     normalise(data)
+    for path in _non_finite(data):
+        problems.error(path, "is not a finite number (.nan / .inf)", "write a number such as 1e-4")
     schema_problems(data, problems)
     if any(p.message.startswith("upstream key") for p in problems.problems):
         problems.problems.insert(0, Problem(where, "", "this file uses upstream cruijff_kit (0.3.x) keys",
