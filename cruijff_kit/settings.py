@@ -298,7 +298,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
         return settings
     if not file.is_file():
         raise UserError(f"settings file not found: {file}", hint="create it from claude.local.md.example")
-    settings = parse_settings(file.read_text(), str(file))
+    from cruijff_kit.files import decode_text
+
+    settings = parse_settings(decode_text(file.read_bytes(), str(file)), str(file))
     if "CK_SCRATCH" in os.environ:
         settings.scratch_dir = str(Path(os.environ["CK_SCRATCH"]).resolve())
         settings.sources["scratch_dir"] = "env CK_SCRATCH"
@@ -323,7 +325,7 @@ def main(args) -> int:
         print(json.dumps(shown, indent=2))
         return 0
     print(f"settings file: {settings.source_file or '(none found: local defaults)'}")
-    if settings.source_file and is_upstream_settings(Path(settings.source_file).read_text()):
+    if settings.source_file and is_upstream_settings(Path(settings.source_file).read_bytes().decode(errors="replace")):
         print(f"  (upstream cruijff_kit format: read as is; `cruijff-kit migrate {settings.source_file}` "
               "shows how each line was read)")
     width = max(len(r[0]) for r in rows)

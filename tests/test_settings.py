@@ -172,3 +172,11 @@ def test_every_job_script_activates_conda_and_loads_modules(tmp_path, scratch, m
         assert "conda activate cruijff" in text, script
         assert "(none)" not in text and "<" not in text.split("set -uo pipefail")[0], script
         assert "#SBATCH --account=soclab" in text and "--partition" not in text, script
+
+
+def test_non_utf8_settings_file_is_one_line(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "claude.local.md"
+    path.write_bytes(b"- Scratch directory: /tmp/x\n- Conda env: caf\xe9\n")
+    monkeypatch.setenv("CK_SETTINGS", str(path))
+    assert cli_main(["config", "show"]) == 2
+    assert capsys.readouterr().err.strip() == f"{path}:2: not UTF-8 text: byte 0xe9 at offset 42; save the file as UTF-8"
