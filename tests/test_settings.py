@@ -179,4 +179,4 @@ def test_non_utf8_settings_file_is_one_line(tmp_path, monkeypatch, capsys):
     path.write_bytes(b"- Scratch directory: /tmp/x\n- Conda env: caf\xe9\n")
     monkeypatch.setenv("CK_SETTINGS", str(path))
     assert cli_main(["config", "show"]) == 2
-    assert capsys.readouterr().err.strip() == f"{path}:2: not UTF-8 text: byte 0xe9 at offset 42; save the file as UTF-8"
+    assert capsys.readouterr().err.strip() == f"{path}:2: not UTF-8 text: byte 0xe9 at offset 44; save the file as UTF-8"
