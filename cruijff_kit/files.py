@@ -237,6 +237,15 @@ def yaml_load(text: str, source: str = "<string>"):
         loader.dispose()
 
 
+def yaml_compose(text: str, source: str = "<string>"):
+    """(data, node graph) of one YAML document: the data as yaml_load reads it (same checks, same errors)
+    and the nodes with their line/column marks, for line-level edits that keep comments (migrate)."""
+    import yaml
+
+    data = yaml_load(text, source)
+    return data, yaml.compose(text, Loader=_loader())
+
+
 def decode_text(raw: bytes, source: str) -> str:
     """UTF-8 (a BOM allowed) or a one-line error naming the first bad byte's offset and line."""
     skip = 3 if raw.startswith(b"\xef\xbb\xbf") else 0

@@ -85,18 +85,6 @@ class Migration:
         return "".join(lines)
 
 
-def _compose(text: str, source: str):
-    import yaml
-
-    from cruijff_kit.files import YAMLInputError, _loader, yaml_load
-
-    yaml_load(text, source)  # the same safety checks and errors as every reader
-    try:
-        return yaml.compose(text, Loader=_loader())
-    except yaml.YAMLError as exc:  # pragma: no cover - yaml_load raised first
-        raise YAMLInputError(f"YAML syntax error: {exc}", where=source) from None
-
-
 def _child(node, key: str):
     for k, v in getattr(node, "value", []) if node is not None and node.tag.endswith(":map") else []:
         if getattr(k, "value", None) == key:
@@ -398,10 +386,10 @@ def plan(path: str | Path) -> Migration:
         m = Migration(path, "settings", lines)
         migrate_settings(m)
         return m
-    root = _compose("".join(lines), str(path))
-    from cruijff_kit.files import yaml_load
+    from cruijff_kit.files import yaml_compose
 
-    m = Migration(path, detect(path, yaml_load("".join(lines), str(path))), lines)
+    data, root = yaml_compose("".join(lines), str(path))
+    m = Migration(path, detect(path, data), lines)
     (migrate_design if m.kind == "design" else migrate_setup)(m, root)
     return m
 
