@@ -190,3 +190,17 @@ def test_inline_entries_are_named_not_half_deleted(tmp_path, capsys):
     assert "line 6: assistant_prefix" in result.stdout
     data = yaml.safe_load(path.read_text())  # still parses; only the safe edit was made
     assert data["experiment"]["dir"] == "d" and data["evaluation"]["tasks"][0]["name"] == "t"
+
+
+def test_block_values_are_removed_without_their_next_sibling(tmp_path, capsys):
+    path = tmp_path / "experiment_summary.yaml"
+    path.write_text("experiment:\n  name: x\ndata:\n  data_generation:\n    tool: text_gen\n    conditions:\n"
+                    "      a: {features: [X]}\n  training:\n    path: d.json\n    label: d\noutput:\n"
+                    "  base_directory: /x   # a comment\n  wandb_project: p\nevaluation:\n  scorer:\n    - match\n"
+                    "    - includes\n  tasks:\n    - name: t\n      assistant_prefix: 'A:'\n      script: s.py\n")
+    assert ck(capsys, "migrate", str(path), "--write").returncode == 0
+    data = yaml.safe_load(path.read_text())
+    assert data["data"] == {"training": {"path": "d.json", "dataset_label": "d"}}
+    assert data["output"] == {"wandb_project": "p"}
+    assert data["evaluation"] == {"scorers": [{"name": "match"}, {"name": "includes"}],
+                                  "tasks": [{"name": "t", "script": "s.py"}]}

@@ -92,10 +92,15 @@ def _child(node, key: str):
     return None
 
 
-def _end(value) -> int:
-    """Exclusive end line of a value node (a block ends where the next key begins)."""
+def _end(value, lines: list[str] | None = None) -> int:
+    """Exclusive end line of a value node. A block collection ends where the next key begins: at that
+    line when only indentation precedes the mark, else after the mark's line."""
     mark = value.end_mark
-    return mark.line if mark.column == 0 else mark.line + 1
+    if mark.column == 0:
+        return mark.line
+    if lines is not None and mark.line < len(lines) and not lines[mark.line][:mark.column].strip():
+        return mark.line
+    return mark.line + 1
 
 
 def _rename(m: Migration, key_node, new: str, why: str) -> None:
@@ -112,13 +117,15 @@ def _remove(m: Migration, key_node, value_node, why: str) -> None:
     """Delete a key and its value when they own their lines; inline (flow) entries and the first key of
     a `- ` list item are left for the researcher (named, never half-deleted)."""
     first, line = key_node.start_mark.line, m.lines[key_node.start_mark.line]
-    last_line = m.lines[value_node.end_mark.line] if value_node.end_mark.line < len(m.lines) else ""
+    end = _end(value_node, m.lines)
     owns_start = line[:key_node.start_mark.column].strip() == ""
-    tail = last_line[value_node.end_mark.column:].strip() if value_node.end_mark.column else ""
+    tail = ""
+    if end > value_node.end_mark.line:  # the value ends inside its last line: what follows must be a comment
+        tail = m.lines[value_node.end_mark.line][value_node.end_mark.column:].strip()
     if not owns_start or (tail and not tail.startswith("#")):
         m.cannot.append(f"line {first + 1}: {key_node.value} ({why}) is written inline; remove it by hand")
         return
-    m.replace(first, _end(value_node), [], f"removed {key_node.value}", why)
+    m.replace(first, end, [], f"removed {key_node.value}", why)
 
 
 def _indent(node) -> str:
@@ -149,12 +156,12 @@ def migrate_design(m: Migration, root) -> None:
             block = controls[1]
             if block.tag.endswith(":map") and block.value and not block.flow_style:
                 indent = _indent(block.value[0][0])
-                at = _end(block)
+                at = _end(block, m.lines)
                 m.replace(at, at, [f"{indent}seed: {v.value}\n"], "added controls.seed",
                           "moved from experiment.seed")
             else:
                 line = controls[0].start_mark.line
-                m.replace(line, _end(block), [f"controls:\n  seed: {v.value}\n"] if not block.value else
+                m.replace(line, _end(block, m.lines), [f"controls:\n  seed: {v.value}\n"] if not block.value else
                           [f"controls: {{{_flow_body(m, block)}, seed: {v.value}}}\n"],
                           "added controls.seed", "moved from experiment.seed")
     output = _child(root, "output")
@@ -245,7 +252,7 @@ def _migrate_scorer(m: Migration, evaluation) -> None:
         names = [v.value] if v.tag.endswith(":str") else [i.value for i in v.value]
         indent = _indent(k)
         new = [f"{indent}scorers:\n"] + [f"{indent}  - name: {name}\n" for name in names]
-        m.replace(k.start_mark.line, _end(v), new, f"scorer: {names} -> scorers: [{{name: ...}}]",
+        m.replace(k.start_mark.line, _end(v, m.lines), new, f"scorer: {names} -> scorers: [{{name: ...}}]",
                   "scorers are a list of {name, params}")
     else:
         _rename(m, k, "scorers", "upstream's evaluation.scorer is our evaluation.scorers")
