@@ -34,6 +34,8 @@ MOVED_MODULES = {
     "cruijff_kit.losses": "cruijff_kit.workers.torchtune.losses",
     "cruijff_kit.view": "cruijff_kit.workers.inspect.view",
     "cruijff_kit.wandb_sync": "cruijff_kit.summarize.wandb",
+    "cruijff_kit.migrate": "cruijff_kit.design.migrate",  # new verbs, not moves: `python -m cruijff_kit.<verb>`
+    "cruijff_kit.prompts": "cruijff_kit.design.prompts",
 }
 
 

@@ -13,9 +13,11 @@ import sys
 # verb -> (module, one-line help). Order is the workflow order shown by --help.
 VERBS: dict[str, tuple[str, str]] = {
     "config": ("cruijff_kit.settings", "show resolved settings from claude.local.md and where each came from"),
+    "migrate": ("cruijff_kit.design.migrate", "convert upstream cruijff_kit 0.3.x files (design, setup_finetune.yaml, claude.local.md)"),
     "validate": ("cruijff_kit.design.validate", "validate an experiment_summary.yaml; print every problem, one per line"),
     "design": ("cruijff_kit.design.cli", "design helpers: expand runs, verify resources, render the summary"),
     "log": ("cruijff_kit.logbook", "append one entry to a skill log (design-experiment.log, ...)"),
+    "prompts": ("cruijff_kit.design.prompts", "show every eval cell's prompt and system prompt next to training"),
     "estimate": ("cruijff_kit.design.estimate", "estimate training/eval time, disk, GPU-hours and cost"),
     "scaffold": ("cruijff_kit.scaffold.scaffold", "render every run's finetune.yaml/.slurm and eval cells"),
     "setup_finetune": ("cruijff_kit.scaffold.setup_finetune", "render finetune.yaml/.slurm from a run dir's setup_finetune.yaml"),

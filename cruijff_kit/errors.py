@@ -77,9 +77,27 @@ class ProblemList:
             raise ValidationFailed(self.problems)
 
 
+# Names people carry over from other tools and from upstream cruijff_kit: suggested when the new name is a
+# candidate where the old one was written. Spelling is left to difflib.
+RENAMES = {
+    "learning_rate": "lr", "directory": "dir", "scorer": "scorers", "label": "dataset_label",
+    "max_seq_length": "max_seq_len", "num_epochs": "epochs", "torchtune_model_name": "model_name",
+    "cpus_per_task": "cpus", "base_recipe": "custom_recipe", "gpus_per_node": "gpus", "memory": "mem",
+    "rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "warmup_steps": "num_warmup_steps",
+    "grad_accum": "gradient_accumulation_steps", "gradient_accumulation": "gradient_accumulation_steps",
+}
+# multi-word keys share letters by chance: 0.6 (difflib's default) offered project_dir -> objective and
+# model_checkpoint -> model_component; single words (model names, values) keep 0.6 (Llama-9B -> Llama-3.2-1B)
+CLOSE_ENOUGH = {True: 0.75, False: 0.6}
+
+
 def closest(word: str, candidates) -> str:
-    """'; did you mean X?' for a misspelt key or value, or '' when nothing is close."""
+    """'did you mean X?' for a misspelt key or value (or a known rename), or '' when nothing is close."""
     import difflib
 
-    match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    names = [str(c) for c in candidates]
+    renamed = RENAMES.get(str(word))
+    if renamed in names:
+        return f"did you mean {renamed}?"
+    match = difflib.get_close_matches(str(word), names, n=1, cutoff=CLOSE_ENOUGH["_" in str(word)])
     return f"did you mean {match[0]}?" if match else ""

@@ -1,7 +1,7 @@
 """What every job script shares: SBATCH resources and the environment a job runs in.
 
 Resources resolve in this order (later wins): model registry defaults -> claude.local.md ->
-the run's `slurm_overrides`. A GPU count of 0 (CPU clusters, the local test SLURM) drops --gres
+the design's `compute` blocks -> the run's `slurm_overrides` (job_overrides). A GPU count of 0 (CPU clusters, the local test SLURM) drops --gres
 and any constraint. Every job script extends templates/job.sh.j2.
 """
 from __future__ import annotations
@@ -57,6 +57,22 @@ def resources(settings: Settings, overrides: dict, defaults: dict | None = None,
         res["gpus"] = 0
         res["constraint"] = ""
     return res
+
+
+def job_overrides(run, kind: str, eval_compute: dict | None = None) -> dict:
+    """SBATCH overrides of one of a run's jobs (`kind`: train | eval). A design's `compute` blocks
+    (upstream's spelling: time, gpus, mem, cpus) come first: runs[].compute sizes the run's training job
+    (or its eval jobs when the run does not train), evaluation.compute every eval job; the run's
+    `slurm_overrides` win over both."""
+    compute = {}
+    if kind == "eval":
+        compute.update(eval_compute or {})
+    if kind == "train" or not run.trains:
+        compute.update(run.compute or {})
+    out = {key: compute[key] for key in ("time", "gpus", "mem", "cpus") if compute.get(key) is not None}
+    if isinstance(out.get("mem"), str) and out["mem"].upper().endswith("B"):
+        out["mem"] = out["mem"][:-1]  # 32GB -> 32G, the form sbatch takes
+    return {**out, **(run.slurm_overrides or {})}
 
 
 def tool_executable(name: str) -> str:

@@ -53,7 +53,53 @@ LABELS = {
     "default memory": "slurm_mem",
 }
 
-_LINE = re.compile(r"^\s*(?:[-*]\s*)?(?:\*\*)?([A-Za-z][A-Za-z0-9 &/_-]*?)(?:\*\*)?\s*:\s*(.*?)\s*$")
+# upstream cruijff_kit's claude.local.md labels (read the same way as ours)
+LABELS.update({
+    "default conda environment": "conda_env",
+    "conda environment name": "conda_env",
+    "default partition": "slurm_partition",
+    "default constraint": "slurm_constraint",
+    "default account": "slurm_account",
+})
+# labels understood only under a heading that names their topic
+SECTION_LABELS = {
+    ("weights", "entity"): "wandb_entity", ("w&b", "entity"): "wandb_entity", ("wandb", "entity"): "wandb_entity",
+    ("conda", "environment name"): "conda_env",
+}
+# labels that describe the machine but set nothing: reported as "informational" by `config show`
+INFORMATIONAL = {
+    "cluster", "documentation", "username", "group", "home directory", "working directory", "shared datasets",
+    "cruijff_kit project number", "available gpu types", "mig notes", "location", "available models",
+    "experiments", "sanity checks", "outputs", "input data", "task-specific data", "default project",
+    "activation", "installation", "adding issues to project",
+}
+PATH_FIELDS = {"scratch_dir", "models_dir", "venv", "conda_env"}
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:+=@/&|\[\]*~-]+$")  # what may reach an #SBATCH line
+FORMS = {"slurm_time": (re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$"), "write e.g. `- Default time: 01:00:00`"),
+         "slurm_mem": (re.compile(r"^\d+[KMGT]?B?$", re.I), "write e.g. `- Default mem: 32G`")}
+
+_LINE = re.compile(r"^\s*(?:[-*+]\s+)?(\*\*)?([A-Za-z][A-Za-z0-9 &/_.-]*?)\s*(?::\*\*|\*\*\s*:|:)(?!//)\s*(.*?)\s*$")
+_PLACEHOLDER = re.compile(r"^(?:\(.*\)|<.*>|none|n/?a|tbd|todo|tba|unset|null|empty|unknown|-+|\?+|\.\.\.|…)$", re.I)
+_PROSE = re.compile(r"\s{2,}|\s+\(|\s+[—–]+\s*|\s+-\s+|\s+#|\s+//")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_MODULE = re.compile(r"^\s*module\s+(?:load|add)\s+(.+?)\s*(?:#.*)?$")
+_CONDA = re.compile(r"^\s*(?:conda|source)\s+activate\s+(\S+)")
+
+
+def clean_value(raw: str) -> tuple[str | None, str]:
+    """(value, dropped prose) of a `Label: value` line. A value in backticks is the text inside them;
+    otherwise prose after two spaces, ` (`, ` — `, ` - ` or ` #` is dropped. Placeholders such as
+    `(none)`, `<...>`, `TBD`, `N/A` or nothing at all give None: the setting stays unset."""
+    text = raw.strip()
+    if text.startswith("`") and "`" in text[1:]:
+        value, rest = text[1:].split("`", 1)
+    else:
+        cut = _PROSE.search(text)
+        value, rest = (text[:cut.start()], text[cut.start():]) if cut else (text, "")
+    value = value.strip().strip("'\"").strip()
+    if not value or _PLACEHOLDER.match(value) or re.search(r"<[^>]*>", value):
+        return None, text
+    return value, rest.strip()
 
 
 @dataclass
@@ -78,6 +124,8 @@ class Settings:
     gpu_type: str = ""
     source_file: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    # (line number, the line, why it set nothing): shown by `cruijff-kit config show`
+    unused: list[tuple[int, str, str]] = field(default_factory=list)
 
     # -- derived paths ---------------------------------------------------------------------------
     @property
@@ -107,7 +155,7 @@ class Settings:
         """(field, value, where it came from) for `cruijff-kit config show`."""
         rows = []
         for f in fields(self):
-            if f.name in ("sources", "source_file"):
+            if f.name in ("sources", "source_file", "unused"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, list):
@@ -137,39 +185,70 @@ def find_settings_file(start: Path | None = None) -> Path | None:
     return None
 
 
+def is_upstream_settings(text: str) -> bool:
+    """Upstream cruijff_kit's claude.local.md: bold labels such as its conda label, or a Module System section."""
+    return bool(re.search(r"(?im)^\s*-\s*\*\*(default conda environment|partition|account)\*\*\s*:", text)
+                or re.search(r"(?im)^##\s*module system", text))
+
+
+def _label_field(label: str, heading: str) -> str | None:
+    for (topic, key), name in SECTION_LABELS.items():
+        if key == label and topic in heading:
+            return name
+    return LABELS.get(label)
+
+
 def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
+    """Every `Label: value` line whose label we know; `module load X` and `conda activate ENV` lines in
+    fenced code blocks (upstream's "Module System" section); placeholders leave a setting unset."""
     settings = Settings(source_file=source)
+    heading, fenced, fence_modules, fence_conda = "", False, [], None
     for lineno, raw in enumerate(text.splitlines(), start=1):
+        where = f"{source}:{lineno}"
+        if _FENCE.match(raw):
+            fenced = not fenced
+            continue
+        if fenced:
+            module, conda = _MODULE.match(raw), _CONDA.match(raw)
+            if module:
+                fence_modules += [(m, where) for m in module.group(1).split() if m not in [f[0] for f in fence_modules]]
+            elif conda and fence_conda is None and "<" not in conda.group(1):
+                fence_conda = (conda.group(1), where)
+            continue
+        if raw.lstrip().startswith("#"):
+            heading = raw.strip("# ").lower()
+            continue
         m = _LINE.match(raw)
         if not m:
             continue
-        label = re.sub(r"\s+", " ", m.group(1).strip().lower())
-        name = LABELS.get(label)
-        value = m.group(2).strip().strip("`").strip()
-        if not name or not value or value.startswith("<") or value.lower() in ("none", "n/a", "-"):
+        label = re.sub(r"\s+", " ", m.group(2).strip().lower())
+        name = _label_field(label, heading)
+        if name and label not in LABELS and name in settings.sources:
+            continue  # a topic-only label (upstream's "Environment name") never overrides an explicit one
+        listed = bool(m.group(1)) or raw.lstrip()[:1] in "-*+"
+        if not name:
+            if listed and m.group(3):
+                why = "informational, not a setting" if label in INFORMATIONAL else "label not understood"
+                settings.unused.append((lineno, raw.strip(), why))
             continue
-        where = f"{source}:{lineno}"
-        if name == "module_loads":
-            settings.module_loads = [v.strip() for v in re.split(r"[,;]", value) if v.strip()]
-        elif name == "slurm_gpus" or name == "slurm_cpus":
-            if not value.isdigit():
-                raise UserError(f"'{value}' is not a whole number", where=where, path=label,
-                                hint="write e.g. `- Default GPUs: 1`")
-            setattr(settings, name, int(value))
-        elif name == "gpu_hourly_cost":
-            try:
-                settings.gpu_hourly_cost = float(value.lstrip("$"))
-            except ValueError:
-                raise UserError(f"'{value}' is not a number", where=where, path=label,
-                                hint="write e.g. `- GPU hourly cost: 1.74`") from None
-        elif name == "executor":
-            if value not in ("local", "slurm"):
-                raise UserError(f"'{value}' is not an executor", where=where, path=label,
-                                hint="use local or slurm")
-            settings.executor = value
-        else:
-            setattr(settings, name, value)
+        value, prose = clean_value(m.group(3))
+        if value is None:
+            if m.group(3).strip():
+                settings.unused.append((lineno, raw.strip(), "placeholder: left unset"))
+            continue
+        if name not in PATH_FIELDS and name != "module_loads" and " " in value:
+            value, more = value.split(" ", 1)
+            prose = f"{more} {prose}".strip()
+        if prose:
+            settings.unused.append((lineno, raw.strip(), f"kept {value!r}, ignored {prose!r}"))
+        _set(settings, name, value, label, where)
         settings.sources[name] = where
+    if fence_modules and "module_loads" not in settings.sources:
+        settings.module_loads = [m for m, _ in fence_modules]
+        settings.sources["module_loads"] = fence_modules[0][1]
+    if fence_conda and "conda_env" not in settings.sources and "venv" not in settings.sources:
+        settings.conda_env = fence_conda[0]
+        settings.sources["conda_env"] = fence_conda[1]
     if "executor" not in settings.sources and settings.slurm_account:
         settings.executor = "slurm"
         settings.sources["executor"] = "derived (SLURM account set)"
@@ -177,6 +256,35 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
         base = Path(source).parent if source != SETTINGS_FILE else Path.cwd()
         settings.scratch_dir = str((base / os.path.expanduser(settings.scratch_dir)).resolve())
     return settings
+
+
+def _set(settings: Settings, name: str, value: str, label: str, where: str) -> None:
+    if name == "module_loads":
+        settings.module_loads = [v for v in re.split(r"[,;\s]+", value) if v]
+    elif name == "slurm_gpus" or name == "slurm_cpus":
+        if not value.isdigit():
+            raise UserError(f"'{value}' is not a whole number", where=where, path=label,
+                            hint="write e.g. `- Default GPUs: 1`")
+        setattr(settings, name, int(value))
+    elif name == "gpu_hourly_cost":
+        try:
+            settings.gpu_hourly_cost = float(value.lstrip("$"))
+        except ValueError:
+            raise UserError(f"'{value}' is not a number", where=where, path=label,
+                            hint="write e.g. `- GPU hourly cost: 1.74`") from None
+    elif name == "executor":
+        if value not in ("local", "slurm"):
+            raise UserError(f"'{value}' is not an executor", where=where, path=label, hint="use local or slurm")
+        settings.executor = value
+    else:
+        form, hint = FORMS.get(name, (None, ""))
+        if form is not None and not form.match(value):
+            raise UserError(f"'{value}' is not a valid {label}", where=where, path=label, hint=hint)
+        if name.startswith("slurm_") or name in ("full_gpu_constraint", "shared_partition"):
+            if not SAFE_VALUE.match(value):
+                raise UserError(f"'{value}' cannot go on an #SBATCH line", where=where, path=label,
+                                hint="write the bare value, or leave the line out to keep it unset")
+        setattr(settings, name, value)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -190,7 +298,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
         return settings
     if not file.is_file():
         raise UserError(f"settings file not found: {file}", hint="create it from claude.local.md.example")
-    settings = parse_settings(file.read_text(), str(file))
+    from cruijff_kit.files import decode_text
+
+    settings = parse_settings(decode_text(file.read_bytes(), str(file)), str(file))
     if "CK_SCRATCH" in os.environ:
         settings.scratch_dir = str(Path(os.environ["CK_SCRATCH"]).resolve())
         settings.sources["scratch_dir"] = "env CK_SCRATCH"
@@ -210,12 +320,21 @@ def main(args) -> int:
     settings = load_settings(getattr(args, "settings", None))
     rows = settings.shown()
     if getattr(args, "json", False):
-        print(json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2))
+        shown = {name: {"value": value, "source": source} for name, value, source in rows}
+        shown["unused_lines"] = [{"line": n, "text": t, "why": w} for n, t, w in settings.unused]
+        print(json.dumps(shown, indent=2))
         return 0
     print(f"settings file: {settings.source_file or '(none found: local defaults)'}")
+    if settings.source_file and is_upstream_settings(Path(settings.source_file).read_bytes().decode(errors="replace")):
+        print(f"  (upstream cruijff_kit format: read as is; `cruijff-kit migrate {settings.source_file}` "
+              "shows how each line was read)")
     width = max(len(r[0]) for r in rows)
     for name, value, source in rows:
         print(f"  {name.ljust(width)}  {value or '-'}   [{source}]")
+    if settings.unused:
+        print("lines that set nothing (or only part of the line was used):")
+        for lineno, line, why in settings.unused:
+            print(f"  {settings.source_file}:{lineno}: {why}: {line}")
     return 0
 
 

@@ -25,7 +25,14 @@ def initial_status_block(exp: Experiment) -> str:
 def render_summary(exp: Experiment, settings: Settings, status_block: str | None = None, priors=()) -> str:
     estimates = plan_estimates(exp, settings, priors).estimates
     controls = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(exp.controls).items()}
+    from cruijff_kit.workers.inspect.evaluator import cell_split
+
+    splits = {}
+    for cell in exp.cells():  # the split each task evaluates (per run when runs use different data)
+        task = exp.task(cell.task)
+        splits.setdefault(task.name, set()).add(cell_split(exp, exp.run(cell.run), task))
     return render("experiment_summary.md.j2", exp=exp, cells=exp.cells(), controls=controls,
+                  splits={name: ", ".join(sorted(found)) for name, found in splits.items()},
                   n_trained=sum(1 for r in exp.runs if r.trains), estimates=estimates,
                   totals=totals(estimates), safety=SAFETY,
                   outputs_root=settings.scratch / "ck-outputs" / exp.name,

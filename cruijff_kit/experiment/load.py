@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
 
-from cruijff_kit.files import yaml_load
+from cruijff_kit.files import read_yaml as files_read_yaml
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
 from cruijff_kit.experiment.model import (
     BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
 )
+from cruijff_kit.experiment.migrate import MIGRATE_HINT, upstream_hint
 from cruijff_kit.settings import Settings, load_settings
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -36,23 +38,10 @@ def key_path(parts) -> str:
 
 
 def read_yaml(path: Path) -> dict:
-    """Parse YAML with a one-line error (line and column) for syntax mistakes."""
-    import yaml
-
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError("file not found", where=str(path), hint="check the path") from None
-    except IsADirectoryError:
-        raise UserError("is a directory", where=str(path), hint=f"pass the {SUMMARY_FILE} inside it") from None
-    try:
-        data = yaml_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"YAML syntax error: {problem}", where=where,
-                        hint="fix the indentation or quoting at that line") from None
+    """Parse YAML through files.read_yaml (YAML 1.2 numbers, one-line errors with line and column)."""
+    if Path(path).is_dir():
+        raise UserError("is a directory", where=str(path), hint=f"pass the {SUMMARY_FILE} inside it")
+    data = files_read_yaml(path)
     if not isinstance(data, dict):
         raise UserError("expected a mapping at the top level", where=str(path),
                         hint="start with `experiment:` and `tools:` keys")
@@ -166,8 +155,10 @@ def schema_problems(data: dict, problems: ProblemList) -> None:
                 path = key_path(parts + [key])
                 if path not in seen:
                     seen.add(path)
-                    problems.error(path, "unknown key", closest(key, known) or
-                                   f"known keys: {', '.join(sorted(known))}")
+                    upstream = upstream_hint(path)
+                    problems.error(path, upstream[0] if upstream else "unknown key",
+                                   upstream[1].replace("FILE", problems.where) if upstream else
+                                   closest(key, known) or f"known keys: {', '.join(sorted(known))}")
             continue
         if error.validator == "propertyNames":
             continue  # reported below with a suggestion
@@ -245,6 +236,10 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
             problems.error(f"runs[{i}].parameters.dataset_label", "data.training.path uses {dataset_label} "
                            "but this run sets none", "add dataset_label to the run's parameters")
     for i, run in enumerate(runs):
+        both = set(run.get("compute") or {}) & set(run.get("slurm_overrides") or {})
+        for key in sorted(k for k in both if run["compute"][k] != run["slurm_overrides"][k]):
+            problems.error(f"runs[{i}].compute.{key}", f"{run['compute'][key]!r} disagrees with "
+                           f"slurm_overrides.{key} ({run['slurm_overrides'][key]!r})", "keep one of them")
         base = run.get("base_run")
         if base and base not in run_names:
             problems.error(f"runs[{i}].base_run", f"'{base}' is not a run", closest(base, run_names) or
@@ -272,6 +267,11 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
         problems.error("evaluation.temperature", "temperature is only used when do_sample is true",
                        "set do_sample: true or remove temperature")
     for i, task in enumerate(evaluation.get("tasks", [])):
+        if "assistant_prefix" in task:
+            problems.error(f"evaluation.tasks[{i}].assistant_prefix", "an assistant prefix (a prefilled start of "
+                           "the answer) is not supported at eval yet, and training never saw it",
+                           "remove it; for text_completion end the prompt template with it instead "
+                           "(prompt: \"...{input}\\nAnswer:\")")
         if "prompt" in task and "{input}" not in str(task["prompt"]):
             problems.error(f"evaluation.tasks[{i}].prompt", "the prompt template has no {input} placeholder",
                            "add {input}")
@@ -318,13 +318,14 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
 
 
 def build(data: dict, source: Path, settings: Settings) -> Experiment:
+    normalise(data)
     base = source.parent
     meta = data["experiment"]
     controls = Controls.build(data.get("controls") or {})
     if meta.get("dir"):
         exp_dir = _path(meta["dir"], base, settings)
     else:
-        exp_dir = settings.experiment_dir(meta["name"], meta["type"])
+        exp_dir = settings.experiment_dir(meta["name"], meta.get("type", "experiment"))
     training = preference = None
     d = data.get("data") or {}
     for key in ("training", "preference"):
@@ -355,13 +356,15 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
     tasks = tuple(Task(
         name=t["name"], script=_path(t["script"], base, settings), function=t.get("function", t["name"]),
         dataset=_path(t["dataset"], base, settings) if t.get("dataset") else None,
-        split=t.get("split", "validation"), description=t.get("description", ""),
-        prompt=t.get("prompt"), system_prompt=t.get("system_prompt"), scorers=tuple(t.get("scorers", ())))
+        split=t.get("split", ""), description=t.get("description", ""),
+        prompt=t.get("prompt"), system_prompt=t.get("system_prompt", ev.get("system_prompt")),
+        scorers=tuple(t.get("scorers", ())), prompt_sweep=bool(t.get("prompt_sweep", False)))
         for t in ev.get("tasks", []))
     evaluation = Evaluation(
         scorers=tuple(ev.get("scorers", ())), tasks=tasks, matrix=tuple(ev.get("matrix", ())),
         temperature=ev.get("temperature", 0.0), do_sample=as_bool(ev.get("do_sample", False)),
-        max_tokens=ev.get("max_tokens", 32), seed=ev.get("seed", 42), limit=ev.get("limit"))
+        max_tokens=ev.get("max_tokens", 32), seed=ev.get("seed", 42), limit=ev.get("limit"),
+        max_connections=ev.get("max_connections"), compute=dict(ev.get("compute") or {}))
     stages = tuple(Stage(s["name"], s.get("description", ""),
                          Gate(**{"on_fail": "stop", **s["gate"]}) if s.get("gate") else None)
                    for s in data.get("stages", []))
@@ -370,7 +373,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
                    for m in data["models"]["base"])
     output = data.get("output") or {}
     return Experiment(
-        name=meta["name"], question=meta["question"], date=str(meta["date"]), type=meta["type"], dir=exp_dir,
+        name=meta["name"], question=meta["question"], date=str(meta["date"]), type=meta.get("type", "experiment"), dir=exp_dir,
         source=source, hypothesis=meta.get("hypothesis", ""), purpose=meta.get("purpose", ""),
         project=meta.get("project", ""), tools=dict(data["tools"]), variables=dict(data.get("variables") or {}),
         controls=controls, models=models, training_data=training, preference_data=preference,
@@ -379,9 +382,37 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         runs=tuple(runs), evaluation=evaluation, stages=stages, raw=data)
 
 
+def normalise(data: dict) -> dict:
+    """Upstream 0.3.4 spellings that mean exactly one of ours, folded in place (idempotent):
+    runs[].parameters.checkpoint_path -> runs[].checkpoint_path."""
+    for run in data.get("runs") or []:
+        params = run.get("parameters") if isinstance(run, dict) else None
+        if isinstance(params, dict) and "checkpoint_path" in params and "checkpoint_path" not in run:
+            run["checkpoint_path"] = params.pop("checkpoint_path")
+    return data
+
+
+def _non_finite(value, parts=()):
+    """Key paths of .nan / .inf values (YAML reads them as floats; no setting takes one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield key_path(parts)
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from _non_finite(child, (*parts, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _non_finite(child, (*parts, i))
+
+
 def check(data: dict, where: str) -> ProblemList:
     problems = ProblemList(where)
+    normalise(data)
+    for path in _non_finite(data):
+        problems.error(path, "is not a finite number (.nan / .inf)", "write a number such as 1e-4")
     schema_problems(data, problems)
+    if any(p.message.startswith("upstream key") for p in problems.problems):
+        problems.problems.insert(0, Problem(where, "", "this file uses upstream cruijff_kit (0.3.x) keys",
+                                            MIGRATE_HINT.replace("FILE", where)))
     try:
         semantic_problems(data, problems)
     except (TypeError, AttributeError, KeyError, ValueError):

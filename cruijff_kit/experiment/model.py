@@ -116,11 +116,12 @@ class Task:
     script: Path
     function: str
     dataset: Path | None = None
-    split: str = "validation"
+    split: str = ""  # "" = test when the dataset has one, else validation (workers.inspect.evaluator.cell_split)
     description: str = ""
     prompt: str | None = None
     system_prompt: str | None = None
     scorers: tuple = ()
+    prompt_sweep: bool = False  # eval prompts may differ from training (warned, shown by `cruijff-kit prompts`)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,8 @@ class Evaluation:
     max_tokens: int = 32
     seed: int = 42
     limit: int | None = None
+    max_connections: int | None = None  # samples evaluated concurrently (inspect-ai)
+    compute: dict = field(default_factory=dict)  # SBATCH resources of every eval job (jobscript.job_overrides)
 
 
 @dataclass(frozen=True)

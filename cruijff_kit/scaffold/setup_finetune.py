@@ -37,6 +37,10 @@ Keys (everything optional; defaults in brackets):
              conda_env, venv, modules (comma separated) [claude.local.md]
   legacy     save_last_epoch_only: false, stash_adapter_weights: false, epochs_to_save: all are accepted
              (every epoch is saved); other values of these are errors.
+  upstream   cruijff_kit 0.3.x keys are read with a warning: torchtune_model_name (model_name), cpus_per_task
+             (cpus), base_recipe (custom_recipe), recipe names ending _nightly / _stable / _distributed_stable,
+             input_key: input and output_key: output (the default); training_samples and other key names
+             have no equivalent (an error that says what to do). `cruijff-kit migrate FILE` rewrites the file.
 """
 from __future__ import annotations
 
@@ -114,7 +118,12 @@ def _translated(problems: list[Problem], where: str) -> list[Problem]:
 
 def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dict]:
     """setup_finetune.yaml -> (a one-run design dict, extras: output dir, base checkpoint, env, recipe)."""
+    from cruijff_kit.experiment.migrate import setup_renamed
+
     problems = ProblemList(where)
+    raw, notes = setup_renamed(raw)  # upstream 0.3.x keys: read under our names, or say what to do
+    for key, message, hint in notes:
+        (problems.error if "no equivalent" in message else problems.warn)(key, message, hint)
     controls_known = _control_names()
     known = set(IDENTITY) | set(SLURM) | set(ENVIRONMENT) | set(LEGACY_FIXED) | set(controls_known)
     for key in raw:
@@ -206,6 +215,7 @@ def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dic
         "base_checkpoint": path(text("base_checkpoint_dir")) if text("base_checkpoint_dir") else None,
         "env": {k: raw[k] for k in ENVIRONMENT if raw.get(k) not in (None, "")},
         "recipe": text("custom_recipe"),
+        "warnings": problems.warnings,
     }
     if problems.errors:
         raise ValidationFailed(problems.problems)
@@ -282,7 +292,7 @@ def setup_finetune(run_dir: str | Path = ".", *, config: str = SETUP_FILE, setti
                                  f"set custom_recipe: {plan.recipe} or change gpus"))
     if any(p.level == "error" for p in found) or plan is None:
         raise ValidationFailed(found or translated)
-    warnings = [p for p in translated + found if p.level == "warning"]
+    warnings = extras["warnings"] + [p for p in translated + found if p.level == "warning"]
     texts = worker.render_run(plan, exp, run_settings)
     files = RenderSet(run_dir)
     for name in ("finetune.yaml", "finetune.slurm"):

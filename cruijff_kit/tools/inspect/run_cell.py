@@ -46,13 +46,15 @@ REQUIRED = ("task", "task_script", "task_function", "model_path", "log_dir")
 
 
 def load_config(path: str | Path) -> dict:
-    import yaml
+    from cruijff_kit.files import YAMLInputError, read_yaml
 
     path = Path(path)
+    if not path.is_file():
+        raise CellError(f"{path}: eval config not found")
     try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CellError(f"{path}: eval config not found") from None
+        config = read_yaml(path)
+    except YAMLInputError as exc:
+        raise CellError(str(exc)) from None
     if not isinstance(config, dict):
         raise CellError(f"{path}: expected a mapping")
     missing = [k for k in REQUIRED if not config.get(k)]
@@ -210,7 +212,7 @@ def model_args(config: dict, model_dir: Path, tokenizer_dir: Path) -> dict:
 
 
 def generate_args(config: dict) -> dict:
-    """GenerateConfig fields: max_tokens, seed, and temperature only when sampling."""
+    """GenerateConfig fields: max_tokens, seed, temperature only when sampling, max_connections if set."""
     gen = config.get("generation") or {}
     out = {}
     if gen.get("max_tokens") is not None:
@@ -219,6 +221,8 @@ def generate_args(config: dict) -> dict:
         out["seed"] = int(gen["seed"])
     if gen.get("do_sample") and gen.get("temperature") is not None:
         out["temperature"] = float(gen["temperature"])
+    if gen.get("max_connections"):
+        out["max_connections"] = int(gen["max_connections"])
     return out
 
 
@@ -260,7 +264,10 @@ def build_task(config: dict):
     params = pyinspect.signature(fn).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     given = {k: v for k, v in wanted.items() if takes_any or k in params}
-    skipped = sorted(set(wanted) - set(given))
+    if "config_path" in params and "config_path" not in given and config.get("_path"):
+        # upstream cruijff_kit's convention: the task reads prompt / system_prompt from this file itself
+        given["config_path"] = config["_path"]
+    skipped = sorted(set(wanted) - set(given) - ({"prompt", "system_prompt"} if "config_path" in given else set()))
     if skipped:
         say(f"warning: {config['task_function']}() takes no {', '.join(skipped)}; not passed "
             "(the task must then present prompts exactly as in training itself)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from cruijff_kit.errors import ProblemList, UserError, closest
 from cruijff_kit.experiment.model import Cell, Experiment, Run, Task
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.jobscript import job_environment, resources
+from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
@@ -185,6 +185,19 @@ def cell_dataset(exp: Experiment, run: Run, task: Task) -> Path | None:
     return task.dataset or exp.dataset_file(run)
 
 
+def cell_split(exp: Experiment, run: Run, task: Task) -> str:
+    """The split a cell evaluates: the task's `split`, else `test` when the dataset has a non-empty one
+    (upstream's default), else `validation`."""
+    if task.split:
+        return task.split
+    path = cell_dataset(exp, run, task)
+    try:
+        splits = dataset_splits(str(path), path.stat().st_mtime) if path else {}
+    except OSError:
+        splits = {}
+    return "test" if isinstance(splits, dict) and splits.get("test") else "validation"
+
+
 def cell_prompts(run: Run, task: Task, kind: str) -> tuple[str, str]:
     """(prompt, system_prompt) of a cell: the run's training controls unless the task overrides.
 
@@ -279,12 +292,14 @@ def _check_prompts(exp: Experiment, cells: list[Cell], problems: ProblemList, ta
         first = next(iter(runs.values()))
         label = "system prompt" if field == "system_prompt" else "prompt template"
         more = f" (and {len(runs) - 1} more run{'s' if len(runs) > 2 else ''})" if len(runs) > 1 else ""
-        problems.error(
+        (problems.warn if exp.task(name).prompt_sweep else problems.error)(
             f"evaluation.tasks[{i}].{field}",
             f"differs from the training {label} of run {first.name}{more}: "
             f"{getattr(exp.task(name), field)!r} vs {getattr(first.controls, field)!r}",
-            f"remove {field} from the task (cells then use each run's training {label}) or set the "
-            f"same value in controls / the run's parameters")
+            "an eval prompt sweep (prompt_sweep: true): `cruijff-kit prompts` shows every cell's prompts"
+            if exp.task(name).prompt_sweep else
+            f"remove {field} from the task (cells then use each run's training {label}), set the "
+            f"same value in controls / the run's parameters, or mark the task prompt_sweep: true")
 
 
 def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_index: dict) -> None:
@@ -301,9 +316,10 @@ def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_
                                f"task {task.name} has no dataset for run {run.name} (the design has no "
                                "data.training)", "give the task a dataset: path/to/data.json")
             continue
-        if (str(path), task.split) in reported:
+        split = cell_split(exp, run, task)
+        if (str(path), split) in reported:
             continue
-        reported.add((str(path), task.split))
+        reported.add((str(path), split))
         if not path.is_file():
             problems.warn(key, f"eval dataset of task {task.name} (run {run.name}) not found (yet): {path}",
                           "create it before the eval job starts (the job reads it then) or fix the path")
@@ -311,9 +327,9 @@ def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_
         splits = dataset_splits(str(path), path.stat().st_mtime)
         if isinstance(splits, str):
             problems.error(key, f"{path}: {splits}", "fix the data file")
-        elif task.split not in splits:
+        elif split not in splits:
             problems.error(f"evaluation.tasks[{i}].split",
-                           f"{path} has no split '{task.split}' (splits: {', '.join(splits) or 'none'})",
+                           f"{path} has no split '{split}' (splits: {', '.join(splits) or 'none'})",
                            f"use one of {', '.join(splits)} or add the split to the file")
 
 
@@ -322,7 +338,7 @@ def cell_resources(exp: Experiment, settings: Settings, run: Run) -> dict:
     """SBATCH resources of a run's eval jobs: registry defaults, claude.local.md, slurm_overrides;
     no GPU unless the run's device is cuda (as for training)."""
     spec = model_spec(exp, run)
-    overrides = dict(run.slurm_overrides)
+    overrides = job_overrides(run, "eval", exp.evaluation.compute)
     if run.controls.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
     return resources(settings, overrides, dict(spec.resources) if spec is not None else {})
@@ -339,6 +355,8 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
     generation = {"do_sample": bool(ev.do_sample), "max_tokens": ev.max_tokens, "seed": ev.seed}
     if ev.do_sample:
         generation["temperature"] = ev.temperature
+    if ev.max_connections:
+        generation["max_connections"] = ev.max_connections
     model = cell_model(exp, settings, run, cell)
     return {
         "experiment": exp.name, "run": run.name, "run_type": run.type, "task": task.name,
@@ -347,7 +365,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
         "base_model_path": str(model["base_model_path"]) if model["base_model_path"] else None,
         "adapter_only": model["adapter_only"],
         "task_script": str(task.script), "task_function": task.function,
-        "task_args": {"data_path": str(data) if data else None, "split": task.split,
+        "task_args": {"data_path": str(data) if data else None, "split": cell_split(exp, run, task),
                       "prompt": prompt, "system_prompt": system_prompt},
         "dataset_type": kind,
         "generation": generation, "limit": ev.limit, "scorers": task_scorers(exp, task),

@@ -47,7 +47,7 @@ from cruijff_kit.errors import ProblemList, UserError
 from cruijff_kit.compute.estimates import recommended_mem, scaffold_estimate
 from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.jobscript import job_environment, resources
+from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
@@ -178,6 +178,29 @@ def _split_sizes(path: str, _mtime: int, _size: int) -> dict | None:
     return {k: len(v) for k, v in data.items() if isinstance(v, list)}
 
 
+def longest_example(path: str) -> int:
+    """Characters of the longest train example (input + output) of a data file; 0 when unreadable."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return 0
+    return _longest_example(path, st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _longest_example(path: str, _mtime: int, _size: int) -> int:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return 0
+    rows = data.get("train") if isinstance(data, dict) else None
+    return max((len(str(r.get("input", ""))) + len(str(r.get("output", ""))) for r in rows or ()
+                if isinstance(r, dict)), default=0)
+
+
+CHARS_PER_TOKEN = 4  # a rough English average: enough to warn before torchtune truncates silently
+
+
 # -- the plan of one training run ------------------------------------------------------------------
 @dataclass
 class Plan:
@@ -278,6 +301,13 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     if sizes is None and not generated:  # a generated preference file is written by the prefs job
         problems.warn(f"data.{'preference' if dpo else 'training'}.path", f"{dataset} not found (yet)",
                       "create it before the run starts (the job reads it then)")
+    if sizes is not None and not dpo:
+        chars = longest_example(str(dataset))
+        tokens = (chars + len(c.prompt) + len(c.system_prompt)) // CHARS_PER_TOKEN + 16  # + chat markup
+        if chars and tokens > c.max_seq_len:
+            problems.warn(param("max_seq_len"), f"the longest training example of {dataset} is about {tokens} "
+                          f"tokens but max_seq_len is {c.max_seq_len}: longer examples are truncated",
+                          "raise max_seq_len (upstream cruijff_kit's default is 2048) or shorten the examples")
     # dataset type: base models get text_completion unless the design insists
     dataset_type = c.dataset_type
     if not spec.instruct:
@@ -298,7 +328,7 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     batch_size_val = c.batch_size_val or c.batch_size
     # resources and recipe
     defaults = dict(spec.resources)
-    overrides = dict(run.slurm_overrides)
+    overrides = job_overrides(run, "train")
     if c.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
     res = resources(settings, overrides, defaults)

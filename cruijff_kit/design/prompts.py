@@ -1,0 +1,51 @@
+"""`cruijff-kit prompts DESIGN`: the prompt template and system prompt every eval cell uses, next to what
+its run trained on. Differences are allowed only in tasks marked `prompt_sweep: true` (an eval prompt
+sweep); elsewhere `validate` refuses them."""
+from __future__ import annotations
+
+import json
+
+
+def configure(parser) -> None:
+    parser.add_argument("design", help="experiment_summary.yaml (or its directory)")
+    parser.add_argument("--profile", help="apply a profile from the design's `profiles:`")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def rows(exp) -> list[dict]:
+    from cruijff_kit.workers.inspect.evaluator import cell_prompts, dataset_type
+
+    out = []
+    for cell in exp.cells():
+        run, task = exp.run(cell.run), exp.task(cell.task)
+        kind = dataset_type(exp, run)
+        prompt, system = cell_prompts(run, task, kind)
+        trained = (run.controls.prompt, "" if kind == "text_completion" else run.controls.system_prompt)
+        out.append({"cell": f"{cell.run}/{cell.dirname}", "task": task.name, "trains": run.trains,
+                    "prompt": prompt, "system_prompt": system, "training_prompt": trained[0],
+                    "training_system_prompt": trained[1], "sweep": task.prompt_sweep,
+                    "differs": run.trains and (prompt, system) != trained})
+    return out
+
+
+def main(args) -> int:
+    from cruijff_kit.experiment.load import load_experiment
+
+    table = rows(load_experiment(args.design, profile=args.profile))
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    for row in table:
+        mark = "  (differs from training: eval prompt sweep)" if row["differs"] else ""
+        print(f"{row['cell']}{mark}")
+        print(f"  prompt:        {row['prompt']!r}")
+        print(f"  system_prompt: {row['system_prompt']!r}")
+        if row["differs"]:
+            print(f"  trained with:  {row['training_prompt']!r} / {row['training_system_prompt']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    from cruijff_kit.cli import verb_entry
+
+    verb_entry("prompts")
