@@ -176,7 +176,37 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
     if "scratch_dir" in settings.sources:
         base = Path(source).parent if source != SETTINGS_FILE else Path.cwd()
         settings.scratch_dir = str((base / os.path.expanduser(settings.scratch_dir)).resolve())
+    check_settings(settings)
     return settings
+
+
+SBATCH_FIELDS = {"slurm_time": "time", "slurm_mem": "mem", "slurm_account": "account",
+                 "slurm_partition": "partition", "slurm_constraint": "constraint",
+                 "full_gpu_constraint": "constraint", "shared_partition": "partition"}
+PATH_FIELDS = ("scratch_dir", "models_dir")
+
+
+def check_settings(settings: Settings) -> None:
+    """Every value that reaches a job script is one sbatch and bash take: no control characters, SLURM
+    values sbatch accepts (time, memory, names), safe scratch/models paths. Raises one line per problem."""
+    from cruijff_kit.errors import ProblemList
+    from cruijff_kit.jobscript import control_char, sbatch_value_problem, unsafe_path
+
+    problems = ProblemList(settings.source_file or SETTINGS_FILE)
+    for f in fields(settings):
+        if f.name in ("sources", "source_file") or f.name not in settings.sources:
+            continue
+        value = getattr(settings, f.name)
+        at = f"line {settings.sources[f.name].rsplit(':', 1)[-1]}: {f.name}"
+        for item in value if isinstance(value, list) else [value]:
+            why = control_char(str(item))
+            if f.name in SBATCH_FIELDS and not why:
+                why = sbatch_value_problem(SBATCH_FIELDS[f.name], item)
+            elif f.name in PATH_FIELDS and not why:
+                why = unsafe_path(os.path.expanduser(str(item)))
+            if why:
+                problems.error(at, f"{str(item)[:60]!r} {why}", "fix this value in claude.local.md")
+    problems.raise_if_errors()
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -190,7 +220,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
         return settings
     if not file.is_file():
         raise UserError(f"settings file not found: {file}", hint="create it from claude.local.md.example")
-    settings = parse_settings(file.read_text(), str(file))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(file),
+                        hint="save claude.local.md as UTF-8") from None
+    settings = parse_settings(text, str(file))
     if "CK_SCRATCH" in os.environ:
         settings.scratch_dir = str(Path(os.environ["CK_SCRATCH"]).resolve())
         settings.sources["scratch_dir"] = "env CK_SCRATCH"

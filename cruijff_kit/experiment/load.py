@@ -137,6 +137,8 @@ def _describe(error) -> tuple[str, str]:
     if v == "pattern":
         if error.validator_value.startswith("^[A-Za-z0-9._-]"):
             return f"{inst!r} is not a safe name", "use only letters, digits, '.', '_' and '-'"
+        if error.validator_value.startswith("^[A-Za-z0-9._:,"):
+            return f"{inst!r} cannot go into an #SBATCH line", "use letters, digits and . _ : , - only"
         if "\\d{4}" in error.validator_value:
             return f"{inst!r} is not a date", "write YYYY-MM-DD"
         return f"{inst!r} does not match the expected form", f"pattern {error.validator_value}"
@@ -146,6 +148,8 @@ def _describe(error) -> tuple[str, str]:
         return "must not be empty", "give at least one value"
     if v == "minLength":
         return "must not be empty", "give a value"
+    if v == "maxLength":
+        return f"is {len(inst)} characters long", f"use at most {error.validator_value}"
     if v == "not":
         return f"{inst!r} is not allowed here", "choose another name"
     if v == "anyOf":
@@ -380,8 +384,15 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
 
 
 def check(data: dict, where: str) -> ProblemList:
+    from cruijff_kit.experiment.safety import control_problems, path_problems
+
     problems = ProblemList(where)
+    control_problems(data, problems)
+    path_problems(data, problems)
+    early = list(problems.problems)
     schema_problems(data, problems)
+    flagged = {p.path for p in early}  # one line per place: the schema's pattern error would repeat it
+    problems.problems = early + [p for p in problems.problems[len(early):] if p.path not in flagged]
     try:
         semantic_problems(data, problems)
     except (TypeError, AttributeError, KeyError, ValueError):
@@ -406,4 +417,11 @@ def load_experiment(path: str | Path, *, profile: str | None = None, settings: S
         raise ValidationFailed(problems.problems)
     if warnings is not None:
         warnings.extend(problems.warnings)
-    return build(data, source.resolve(), settings or load_settings())
+    settings = settings or load_settings()
+    exp = build(data, source.resolve(), settings)
+    from cruijff_kit.experiment.safety import script_problems
+
+    late = ProblemList(str(source))
+    script_problems(exp, settings, late)
+    late.raise_if_errors()
+    return exp

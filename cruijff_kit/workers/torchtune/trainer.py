@@ -67,8 +67,8 @@ RECIPE_ALIASES.update({DPO_RECIPE_MODULE: DPO_RECIPE_MODULE, "lora_dpo_single_de
 DATASET_COMPONENT = "cruijff_kit.tools.torchtune.datasets.input_output_dataset"
 PREFERENCE_COMPONENT = "cruijff_kit.tools.torchtune.preference.preference_dataset"
 FILES = ("setup_finetune.yaml", "finetune.yaml", "finetune.slurm")
-SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=:,~-]+$")  # what may reach an #SBATCH line or a bare path
-SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*$")
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=:,~-]+\Z")  # what may reach an #SBATCH line or a bare path
+SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*\Z")  # \Z: `$` would let a trailing newline in
 
 
 # -- YAML scalars ----------------------------------------------------------------------------------
