@@ -184,3 +184,47 @@ def test_design_copy_keeps_the_odd_prompt(tmp_path, scratch):
     exp = load_experiment(write_design(tmp_path, design))
     assert exp.controls.prompt == "line one\n{input}\n$(id)"
     assert yaml.safe_load(yaml.safe_dump({"p": exp.controls.prompt}))["p"] == exp.controls.prompt
+
+
+# -- the experiment directory ----------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["/", "~", "/proc/self", "/etc/ck", "/usr/local/ck", "/tmp", "a_file", "busy"])
+def test_dangerous_experiment_dir_is_refused(target, tmp_path, scratch, cli):
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "a_file").write_text("not a folder\n")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("precious\n")
+    design = small_design(tmp_path)
+    design["experiment"]["dir"] = str(home) if target == "~" else target
+    path = write_design(tmp_path, design)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for args in (("scaffold", str(path)), ("design", "verify", str(path))):
+        proc = cli(*args, env={"HOME": str(home)})
+        assert_one_line(proc, path, "experiment.dir: ")
+        assert "Traceback" not in proc.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before, "nothing may be written"
+
+
+def test_busy_folder_with_force_and_owned_folders(tmp_path, scratch, cli):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine\n")
+    design = small_design(tmp_path)
+    design["experiment"]["dir"] = "busy"
+    path = write_design(tmp_path, design)
+    assert cli("scaffold", str(path)).returncode == 2
+    proc = cli("scaffold", str(path), "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (busy / ".ck" / "manifest.json").is_file() and (busy / "notes.txt").read_text() == "mine\n"
+    assert cli("scaffold", str(path)).returncode == 0  # ours now: no --force needed
+
+
+def test_design_verify_claims_only_its_own_folder(tmp_path, scratch, cli):
+    design = small_design(tmp_path)
+    path = write_design(tmp_path, design)
+    proc = cli("design", "verify", str(path))
+    assert "Traceback" not in proc.stderr
+    exp = tmp_path / "exp"
+    assert (exp / ".ck").is_dir() and (exp / "design-experiment.log").is_file()
+    proc = cli("scaffold", str(path))  # verify made it ours: scaffold may write there
+    assert proc.returncode == 0, proc.stderr

@@ -123,3 +123,70 @@ def script_problems(exp, settings, problems: ProblemList) -> None:
             why = unsafe_path(model.path)
             if why:
                 once(f"models.base[{i}].path", f"the model dir {str(model.path)[:80]!r} {why}", hint)
+
+
+# -- the experiment directory ----------------------------------------------------------------------
+OWNER_MARK = ".ck"  # scaffold keeps its manifest here; design verify/summary create it when they claim a dir
+SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot",
+                "/run", "/var/lib", "/var/log", "/var/run")
+
+
+def owned(path) -> bool:
+    """cruijff_kit made (or was given) this directory: our marker, or our design file in it."""
+    from pathlib import Path
+
+    path = Path(path)
+    if (path / OWNER_MARK).is_dir():
+        return True
+    design = path / "experiment_summary.yaml"
+    try:
+        if design.is_file():
+            with open(design, "rb") as fh:
+                head = fh.read(65536)
+            return b"\nexperiment:" in b"\n" + head
+    except OSError:
+        return False
+    return False
+
+
+def experiment_dir_problem(path, *, force: bool = False) -> tuple[str, str] | None:
+    """(what is wrong, the fix) when cruijff_kit must not write into `path`, else None."""
+    from pathlib import Path
+
+    path = Path(os.path.abspath(path))
+    text = str(path)
+    home = os.path.abspath(os.path.expanduser("~"))
+    if text == "/" or len(path.parts) == 2:
+        return f"{text} is a top-level directory", "name a folder of its own, e.g. {scratch_dir}/ck-experiments/NAME"
+    if text == home:
+        return f"{text} is your home directory", "name a folder of its own inside it"
+    for tree in SYSTEM_TREES:
+        if text == tree or text.startswith(tree + "/"):
+            return f"{text} is a system directory", "use a folder under your scratch or home directory"
+    if path.exists() and not path.is_dir():
+        return f"{text} exists and is not a directory", "choose a folder name that is free"
+    if path.is_dir() and not force and not owned(path):
+        try:
+            busy = next(iter(os.scandir(path)), None) is not None
+        except OSError as exc:
+            return f"{text} cannot be read ({exc.strerror})", "choose another folder"
+        if busy:
+            return (f"{text} is not empty and cruijff_kit did not create it",
+                    "choose a new folder, or pass --force to write into it anyway")
+    return None
+
+
+def check_experiment_dir(exp, *, force: bool = False) -> None:
+    """Raise the one-line error for an experiment dir cruijff_kit must not write into."""
+    from cruijff_kit.errors import UserError
+
+    found = experiment_dir_problem(exp.dir, force=force)
+    if found:
+        raise UserError(found[0], where=str(exp.source), path="experiment.dir", hint=found[1])
+
+
+def claim_experiment_dir(path) -> None:
+    """Create the experiment dir (if needed) with our marker, so later commands know it is ours."""
+    from pathlib import Path
+
+    (Path(path) / OWNER_MARK).mkdir(parents=True, exist_ok=True)

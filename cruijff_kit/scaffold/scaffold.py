@@ -35,7 +35,8 @@ def configure(parser) -> None:
                         help="an experiment_summary.yaml, or a directory holding one")
     parser.add_argument("--profile", help="apply a profile from the design's `profiles:` (e.g. tiny)")
     parser.add_argument("--dry-run", action="store_true", help="print the files that would be written; write nothing")
-    parser.add_argument("--force", action="store_true", help="overwrite files you edited since they were rendered")
+    parser.add_argument("--force", action="store_true", help="overwrite files you edited since they were rendered; write into a non-empty "
+                        "experiment dir cruijff_kit did not create")
     parser.add_argument("--only", nargs="+", action="extend", metavar="RUN",
                         help="scaffold only these runs (their directories and jobs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every file written")
@@ -157,6 +158,9 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     warnings: list[Problem] = []
     _progress(f"[scaffold] loading {source}" + (f" (profile {profile})" if profile else ""), quiet)
     exp = load_experiment(source, profile=profile, settings=settings, warnings=warnings)
+    from cruijff_kit.experiment.safety import check_experiment_dir
+
+    check_experiment_dir(exp, force=force)  # never /, ~, a system dir, a file or someone else's folder
     names = [r.name for r in exp.runs]
     selected = set(names)
     if only:
