@@ -228,3 +228,86 @@ def test_design_verify_claims_only_its_own_folder(tmp_path, scratch, cli):
     assert (exp / ".ck").is_dir() and (exp / "design-experiment.log").is_file()
     proc = cli("scaffold", str(path))  # verify made it ours: scaffold may write there
     assert proc.returncode == 0, proc.stderr
+
+
+# -- late failures caught by validate --------------------------------------------------------------
+LATE = [
+    ("extra-placeholder", lambda d: d["controls"].update(prompt="{input} in {language}"),
+     "controls.prompt: the prompt template has the placeholder {language}"),
+    ("bad-braces", lambda d: d["controls"].update(prompt="{input} {"), "controls.prompt: the prompt template cannot"),
+    ("task-prompt-attr", lambda d: d["evaluation"]["tasks"][0].update(prompt="{input.x}"),
+     "evaluation.tasks[0].prompt: the prompt template has the placeholder {input.x}"),
+    ("nan-lr", lambda d: d["controls"].update(lr=float("nan")), "controls.lr: nan is not a finite number"),
+    ("inf-temperature", lambda d: d["evaluation"].update(temperature=float("inf"), do_sample=True),
+     "evaluation.temperature: inf is not a finite number"),
+    ("base-run-cycle", lambda d: (d["runs"][0].update(base_run="qwen_base_r8"), d["runs"][1].update(
+        base_run="llama_r4")), "runs[0].base_run: base_run goes round in a circle: llama_r4 -> qwen_base_r8 -> llama_r4"),
+    ("two-models-one-name", lambda d: d["models"]["base"].append(dict(d["models"]["base"][0])),
+     "models.base[2].name: 'Llama-3.2-1B-Instruct' is used twice"),
+]
+
+
+@pytest.mark.parametrize("name,fn,expected", LATE, ids=[c[0] for c in LATE])
+def test_late_failures_are_validate_errors(name, fn, expected, tmp_path, scratch, cli):
+    design = small_design(tmp_path)
+    fn(design)
+    path = write_design(tmp_path, design)
+    proc = cli("validate", str(path))
+    assert_one_line(proc, path, "")
+    assert any(line.startswith(f"{path}: {expected}") for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "not-utf8", "nested", "nul"])
+def test_hostile_task_script_is_a_one_line_error(kind, tmp_path, scratch, cli):
+    import os
+
+    design = small_design(tmp_path)
+    script = tmp_path / "numbers_task.py"
+    script.unlink()
+    if kind == "fifo":
+        os.mkfifo(script)
+    elif kind == "not-utf8":
+        script.write_bytes(b"# \xff\xfe\nfrom inspect_ai import task\n")
+    elif kind == "nested":
+        script.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    else:
+        script.write_bytes(b"x = 1\x00\n")
+    path = write_design(tmp_path, design)
+    for args in (("scaffold", str(path)), ("design", "verify", str(path), "--no-log")):
+        proc = cli(*args, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert any("numbers_task.py" in line for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "not-utf8", "list", "truncated"])
+def test_hostile_data_file_is_one_line(kind, tmp_path, scratch, cli):
+    import os
+
+    design = small_design(tmp_path)
+    data = tmp_path / "data" / "numbers.json"
+    data.unlink()
+    if kind == "fifo":
+        os.mkfifo(data)
+    elif kind == "not-utf8":
+        data.write_bytes(b'{"train": [{"input": "\xff"}]}')
+    elif kind == "list":
+        data.write_text("[1, 2]")
+    else:
+        data.write_text('{"train": [')
+    path = write_design(tmp_path, design)
+    for args in (("scaffold", str(path)), ("design", "verify", str(path), "--no-log")):
+        proc = cli(*args, timeout=60)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode in (0, 2), proc.stderr
+    assert cli("design", "verify", str(path), "--no-log", timeout=60).returncode == 2
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"jobs": [{"id": 1}]}', b'{"jobs": 3}'])
+def test_corrupt_jobs_json_is_one_line(content, tmp_path):
+    from cruijff_kit.experiment.jobs import read_jobs
+
+    (tmp_path / "jobs.json").write_bytes(content)
+    with pytest.raises(UserError) as exc:
+        read_jobs(tmp_path)
+    line = exc.value.lines()[0]
+    assert line.startswith(str(tmp_path / "jobs.json")) and "; " in line and "\n" not in line

@@ -384,6 +384,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
 
 
 def check(data: dict, where: str) -> ProblemList:
+    from cruijff_kit.experiment.checks import extra_problems
     from cruijff_kit.experiment.safety import control_problems, path_problems
 
     problems = ProblemList(where)
@@ -395,6 +396,7 @@ def check(data: dict, where: str) -> ProblemList:
     problems.problems = early + [p for p in problems.problems[len(early):] if p.path not in flagged]
     try:
         semantic_problems(data, problems)
+        extra_problems(data, problems)
     except (TypeError, AttributeError, KeyError, ValueError):
         if not problems.errors:  # malformed data the schema let through would be our bug
             raise

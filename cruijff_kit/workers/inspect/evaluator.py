@@ -25,7 +25,7 @@ from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
-from cruijff_kit.workers.inspect.taskscan import task_problem
+from cruijff_kit.workers.inspect.taskscan import parse_script, task_problem
 
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
 CONFIG_FILE = "eval_config.yaml"
@@ -100,7 +100,7 @@ def task_scorers(exp: Experiment, task: Task) -> list[dict]:
 @lru_cache(maxsize=256)
 def task_params(script: str, function: str) -> tuple[str, ...] | None:
     """Parameter names of `function` in `script` (ast), or None when any keyword is accepted."""
-    tree = ast.parse(Path(script).read_text(), filename=script)
+    tree = parse_script(script)  # task_problem() vetted it first
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
             if node.args.kwarg is not None:
@@ -113,10 +113,12 @@ def task_params(script: str, function: str) -> tuple[str, ...] | None:
 @lru_cache(maxsize=256)
 def dataset_splits(path: str, mtime: float) -> dict | str:
     """{split: count} of one of our JSON data files, or a one-line problem."""
+    from cruijff_kit.files import read_json
+
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON (line {exc.lineno}: {exc.msg})"
+        data = read_json(path)
+    except UserError as exc:
+        return exc.problems[0].message
     if not isinstance(data, dict):
         return "expected {\"train\": [...], \"validation\": [...]}"
     return {k: len(v) for k, v in data.items() if isinstance(v, list)}

@@ -158,9 +158,13 @@ def resolve_recipe(name: str) -> str:
 
 def split_sizes(path: str) -> dict | None:
     """{"train": n, "validation": m, ...} of a data file; None when missing or unreadable."""
+    import stat
+
     try:
         st = Path(path).stat()
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
         return None
     return _split_sizes(path, st.st_mtime_ns, st.st_size)
 
