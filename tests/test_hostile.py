@@ -242,6 +242,20 @@ LATE = [
      "evaluation.temperature: inf is not a finite number"),
     ("base-run-cycle", lambda d: (d["runs"][0].update(base_run="qwen_base_r8"), d["runs"][1].update(
         base_run="llama_r4")), "runs[0].base_run: base_run goes round in a circle: llama_r4 -> qwen_base_r8 -> llama_r4"),
+    # what scaffold's workers refuse without reading a file: validate refuses it too
+    ("unknown-task-scorer", lambda d: d["evaluation"]["tasks"][0].update(scorers=["mach"]),
+     "evaluation.tasks[0].scorers[0]: unknown scorer 'mach'"),
+    ("unknown-scorer-param", lambda d: d["evaluation"]["scorers"][0].update(params={"locaton": "exact"}),
+     "evaluation.scorers[0].params.locaton: scorer 'match' takes no parameter 'locaton'"),
+    ("cuda-without-gpu", lambda d: d["runs"][0].update(slurm_overrides={"gpus": 0}),
+     "controls.device: device: cuda but the job requests no GPU"),
+    ("text-completion-system-prompt", lambda d: d["controls"].update(dataset_type="text_completion"),
+     "controls.system_prompt: text_completion has no system turn"),
+    ("eval-prompt-differs", lambda d: d["evaluation"]["tasks"][0].update(prompt="Q: {input}"),
+     "evaluation.tasks[0].prompt: differs from the training prompt template"),
+    ("dpo-packed", lambda d: (d["data"].update(preference={"path": "data/numbers.json"}), d["runs"][0].update(
+        type="dpo", parameters={"packed": True, "train_on_input": False})),
+     "runs[0].parameters.packed: dpo runs cannot pack sequences"),
     ("two-models-one-name", lambda d: d["models"]["base"].append(dict(d["models"]["base"][0])),
      "models.base[2].name: 'Llama-3.2-1B-Instruct' is used twice"),
 ]
@@ -311,3 +325,14 @@ def test_corrupt_jobs_json_is_one_line(content, tmp_path):
         read_jobs(tmp_path)
     line = exc.value.lines()[0]
     assert line.startswith(str(tmp_path / "jobs.json")) and "; " in line and "\n" not in line
+
+
+def test_missing_task_script_warns_in_validate_and_stops_scaffold(tmp_path, scratch, cli):
+    design = small_design(tmp_path)
+    (tmp_path / "numbers_task.py").unlink()
+    path = write_design(tmp_path, design)
+    proc = cli("validate", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stderr and "task script not found" in proc.stderr
+    proc = cli("scaffold", str(path))
+    assert_one_line(proc, path, "evaluation.tasks[0].script: task script not found")

@@ -18,11 +18,24 @@ def configure(parser) -> None:
 
 
 def main(args) -> int:
+    from cruijff_kit.errors import Problem, ValidationFailed
     from cruijff_kit.experiment.load import load_experiment
+    from cruijff_kit.settings import load_settings
+    from cruijff_kit.workers.check import design_problems, needs_file
 
     warnings: list = []
     try:
-        exp = load_experiment(args.file, profile=args.profile, warnings=warnings)
+        settings = load_settings()
+        exp = load_experiment(args.file, profile=args.profile, warnings=warnings, settings=settings)
+        # what scaffold's workers would refuse: errors unless they depend on a file that may come later
+        found = design_problems(exp, settings)
+        errors = [p for p in found.errors if not needs_file(p)]
+        warnings += [p if p.level == "warning" or not needs_file(p) else
+                     Problem(p.where, p.path, p.message, p.hint + "; scaffold refuses this until it is fixed",
+                             "warning") for p in found.problems if p not in errors]
+        warnings = list({w.line(): w for w in warnings}.values())
+        if errors:
+            raise ValidationFailed(errors + warnings)
     except UserError as exc:
         if not args.json:
             raise
