@@ -358,6 +358,17 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
     }
 
 
+def cell_provenance(context: dict, python: str) -> dict:
+    """What tools/provenance records for a cell: its data file, task script, model (and base model)."""
+    files = {"task_script": context["task_script"]}
+    if context["task_args"].get("data_path"):
+        files["dataset"] = context["task_args"]["data_path"]
+    models = {"model": context["model_path"]}
+    if context.get("base_model_path"):
+        models["base_model"] = context["base_model_path"]
+    return {"python": python, "files": files, "models": models}
+
+
 def source_of(exp: Experiment) -> str:
     """What rendered files name as their source: the resolved design copy in the experiment dir."""
     return str(exp.dir / "experiment_summary.yaml")
@@ -384,7 +395,7 @@ def render(exp: Experiment, settings: Settings, files: RenderSet) -> list[JobSpe
             f"inspect/{SCRIPT_FILE}.j2", job_name=job.id, job_id=job.id, log=job.log,
             res=cell_resources(exp, settings, run), env=env, workdir=str(cell_dir),
             exit_code_file=str(exp.dir / job.exit_code_file), source=source_of(exp),
-            python=python, runner=RUNNER, config_file=CONFIG_FILE)
+            python=python, runner=RUNNER, config_file=CONFIG_FILE, provenance=cell_provenance(context, python))
         files.add(job.script, script, executable=True)
         jobs.append(job)
     return jobs
