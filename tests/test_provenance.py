@@ -61,3 +61,25 @@ def test_every_job_script_writes_provenance_next_to_compute_json(tmp_path, scrat
         else:
             assert record["models"]["base_model"]["path"].endswith("Llama-3.2-1B-Instruct") or \
                 record["models"]["base_model"]["path"].endswith("Qwen2.5-3B")
+
+
+def test_rescaffold_keeps_the_files_submitted_jobs_ran_with(tmp_path, scratch, cli):
+    design = small_design(tmp_path)
+    path = write_design(tmp_path, design)
+    assert cli("scaffold", str(path)).returncode == 0
+    exp = tmp_path / "exp"
+    ran = {f: (exp / "llama_r4" / f).read_bytes() for f in ("finetune.slurm", "finetune.yaml", "setup_finetune.yaml")}
+    other = (exp / "qwen_base_r8" / "finetune.yaml").read_bytes()
+    (exp / ".ck" / "state.json").write_text(json.dumps({"jobs": {
+        "llama_r4.train": {"state": "completed", "native_id": "local-1", "submitted": "2026-01-01T00:00:00"},
+        "qwen_base_r8.train": {"state": "pending", "native_id": None, "submitted": None}}}))
+    design["controls"]["lr"] = 0.0005  # changes every finetune.yaml
+    write_design(tmp_path, design)
+    proc = cli("scaffold", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "kept as submitted" in proc.stdout and "llama_r4/finetune.yaml" in proc.stdout
+    assert {f: (exp / "llama_r4" / f).read_bytes() for f in ran} == ran
+    assert (exp / "qwen_base_r8" / "finetune.yaml").read_bytes() != other  # not submitted: re-rendered
+    proc = cli("scaffold", str(path), "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (exp / "llama_r4" / "finetune.yaml").read_bytes() != ran["finetune.yaml"]

@@ -54,6 +54,7 @@ class Outcome:
     stale: list = field(default_factory=list)  # run dirs no longer in the design
     per_worker: dict = field(default_factory=dict)  # tool -> (number of jobs, its file paths)
     seconds: float = 0.0
+    frozen: list = field(default_factory=list)  # files of submitted jobs left as they ran (no --force)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -138,6 +139,31 @@ def _merge_jobs(exp_dir: Path, jobs: list, selected: set) -> list:
     return out
 
 
+def submitted_jobs(exp_dir: Path) -> set[str]:
+    """Ids of the jobs `run` has submitted (any state past pending), from .ck/state.json."""
+    from cruijff_kit.files import read_json
+
+    state = read_json(exp_dir / ".ck" / "state.json", {}) or {}
+    jobs = state.get("jobs") if isinstance(state.get("jobs"), dict) else {}
+    return {job_id for job_id, js in jobs.items() if isinstance(js, dict) and (
+        js.get("submitted") or js.get("native_id") or js.get("state") not in (None, "pending"))}
+
+
+def _freeze_submitted(exp_dir: Path, jobs: list, files) -> list[str]:
+    """Keep the files a submitted job ran with (its script's folder, not the folders below it): the script
+    on disk stays the one that ran. Returns the files left alone."""
+    submitted = submitted_jobs(exp_dir)
+    folders = {str(Path(j.script).parent) for j in jobs if j.id in submitted}
+    frozen = []
+    for rel in sorted(files.files):
+        if str(Path(rel).parent) in folders and (exp_dir / rel).exists():
+            text = files.files[rel][0]
+            if (exp_dir / rel).read_bytes() != text.encode():
+                frozen.append(rel)
+            del files.files[rel]
+    return frozen
+
+
 def _progress(message: str, quiet: bool) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
@@ -209,7 +235,8 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     if exp.source.resolve() != copy_path.resolve():  # never overwrite a design that lives in the exp dir
         files.add(SUMMARY_FILE, _design_copy(exp))
     files.add("jobs.json", json.dumps(jobs_payload(exp.name, jobs), indent=2, sort_keys=True, default=str) + "\n")
-    outcome = Outcome(exp, jobs, files, None, warnings, skipped, _stale_runs(exp), per_worker)
+    frozen = [] if force else _freeze_submitted(exp.dir, jobs, files)
+    outcome = Outcome(exp, jobs, files, None, warnings, skipped, _stale_runs(exp), per_worker, frozen=frozen)
     if dry_run:
         outcome.seconds = time.perf_counter() - start
         return outcome
@@ -291,6 +318,8 @@ def main(args) -> int:
     lines += _listing("written", r.written, args.verbose)
     lines += _listing("unchanged", r.unchanged, args.verbose) if args.verbose else []
     lines += _listing("preserved, edited by you (--force overwrites)", r.preserved, args.verbose, always=True)
+    lines += _listing("kept as submitted (the job ran with them; --force rewrites)", o.frozen, args.verbose,
+                      always=True)
     if o.stale:
         lines.append(f"  note: {len(o.stale)} run dirs are no longer in the design: {', '.join(o.stale[:10])}"
                      + (" ..." if len(o.stale) > 10 else ""))
