@@ -256,6 +256,10 @@ LATE = [
     ("dpo-packed", lambda d: (d["data"].update(preference={"path": "data/numbers.json"}), d["runs"][0].update(
         type="dpo", parameters={"packed": True, "train_on_input": False})),
      "runs[0].parameters.packed: dpo runs cannot pack sequences"),
+    ("date-arabic-indic-digits", lambda d: d["experiment"].update(date="٢٠٢٥-١٠-٢٧"),
+     "experiment.date: '٢٠٢٥-١٠-٢٧' is not a date"),
+    ("date-month-13", lambda d: d["experiment"].update(date="2025-13-01"),
+     "experiment.date: '2025-13-01' is not a calendar date"),
     ("two-models-one-name", lambda d: d["models"]["base"].append(dict(d["models"]["base"][0])),
      "models.base[2].name: 'Llama-3.2-1B-Instruct' is used twice"),
 ]

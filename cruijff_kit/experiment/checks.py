@@ -41,6 +41,15 @@ def _finite_problems(node, parts, problems: ProblemList) -> None:
 
 def extra_problems(data: dict, problems: ProblemList) -> None:
     _finite_problems(data, [], problems)
+    experiment = data.get("experiment") if isinstance(data.get("experiment"), dict) else {}
+    date = experiment.get("date")
+    if isinstance(date, str) and len(date) == 10 and date.isascii() and date[4] == "-":
+        import datetime
+
+        try:
+            datetime.date.fromisoformat(date)
+        except ValueError:
+            problems.error("experiment.date", f"{date!r} is not a calendar date", "write YYYY-MM-DD")
     runs = [r for r in data.get("runs") or [] if isinstance(r, dict)]
     controls = data.get("controls") if isinstance(data.get("controls"), dict) else {}
     found = prompt_problem(controls.get("prompt"))

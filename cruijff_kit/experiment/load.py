@@ -139,7 +139,7 @@ def _describe(error) -> tuple[str, str]:
             return f"{inst!r} is not a safe name", "use only letters, digits, '.', '_' and '-'"
         if error.validator_value.startswith("^[A-Za-z0-9._:,"):
             return f"{inst!r} cannot go into an #SBATCH line", "use letters, digits and . _ : , - only"
-        if "\\d{4}" in error.validator_value:
+        if "\\d{4}" in error.validator_value or "[0-9]{4}" in error.validator_value:
             return f"{inst!r} is not a date", "write YYYY-MM-DD"
         return f"{inst!r} does not match the expected form", f"pattern {error.validator_value}"
     if v in ("minimum", "exclusiveMinimum", "maximum"):
