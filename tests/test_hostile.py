@@ -340,3 +340,14 @@ def test_missing_task_script_warns_in_validate_and_stops_scaffold(tmp_path, scra
     assert "warning:" in proc.stderr and "task script not found" in proc.stderr
     proc = cli("scaffold", str(path))
     assert_one_line(proc, path, "evaluation.tasks[0].script: task script not found")
+
+
+def test_design_that_is_a_fifo_is_refused_at_once(tmp_path, cli):
+    import os
+
+    fifo = tmp_path / "experiment_summary.yaml"
+    os.mkfifo(fifo)
+    for verb in ("validate", "scaffold"):
+        proc = cli(verb, str(fifo), timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert first_error(proc.stderr) == f"{fifo}: is not a regular file; pass an experiment_summary.yaml"

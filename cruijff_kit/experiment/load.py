@@ -404,8 +404,17 @@ def check(data: dict, where: str) -> ProblemList:
 
 
 def resolve_design_path(path: str | Path) -> Path:
+    import stat
+
     path = Path(path)
-    return path / SUMMARY_FILE if path.is_dir() else path
+    path = path / SUMMARY_FILE if path.is_dir() else path
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return path  # read_yaml reports a missing file
+    if not stat.S_ISREG(mode):  # a FIFO or device would block the read forever
+        raise UserError("is not a regular file", where=str(path), hint=f"pass an {SUMMARY_FILE}")
+    return path
 
 
 def load_experiment(path: str | Path, *, profile: str | None = None, settings: Settings | None = None,
