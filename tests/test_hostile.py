@@ -351,3 +351,28 @@ def test_design_that_is_a_fifo_is_refused_at_once(tmp_path, cli):
         proc = cli(verb, str(fifo), timeout=60)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert first_error(proc.stderr) == f"{fifo}: is not a regular file; pass an experiment_summary.yaml"
+
+
+def test_exit_file_records_128_plus_signal_when_the_job_is_killed(tmp_path):
+    """SLURM's time limit sends TERM to the batch shell and its children: the exit-code file must say 143."""
+    import os
+    import signal
+    import sys
+    import time
+
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(60)\n")
+    script = tmp_path / "job.sh"
+    script.write_text(_job(workdir=str(tmp_path), exit_code_file=str(tmp_path / "job.exitcode"),
+                           python=sys.executable, runner="sleeper"))
+    proc = subprocess.Popen(["bash", str(script)], env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:  # until the payload runs (pgrep: the job's session only)
+        if subprocess.run(["pgrep", "-f", "-s", str(proc.pid), "sleeper"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)  # the batch shell first, then the rest of the job
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    assert (tmp_path / "job.exitcode").read_text().strip() == "143"
