@@ -204,6 +204,8 @@ def check_settings(settings: Settings) -> None:
                 why = sbatch_value_problem(SBATCH_FIELDS[f.name], item)
             elif f.name in PATH_FIELDS and not why:
                 why = unsafe_path(os.path.expanduser(str(item)))
+                if not why and any(part.startswith("~") for part in Path(os.path.expanduser(str(item))).parts):
+                    why = "names a '~user' that does not exist"
             if why:
                 problems.error(at, f"{str(item)[:60]!r} {why}", "fix this value in claude.local.md")
     problems.raise_if_errors()

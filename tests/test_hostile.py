@@ -106,7 +106,7 @@ def test_at_least_twenty_hostile_designs():
 
 @pytest.mark.parametrize("text", ["# settings\n- Default time: 2 hours\n", "- SLURM partition: gpu$(id)\n",
                                   "- Default mem: lots\n", "- Scratch directory: /tmp/a b\n",
-                                  "- SLURM account: acct\x1b[0m\n"])
+                                  "- SLURM account: acct\x1b[0m\n", "- Scratch directory: ~nosuchuser_ck/s\n"])
 def test_hostile_settings_are_one_line(text, tmp_path, cli):
     settings = tmp_path / "claude.local.md"
     settings.write_text(text)
