@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cruijff_kit.errors import Problem, ProblemList, UserError, closest
+from cruijff_kit.errors import Problem, UserError, closest
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.settings import Settings
 
@@ -199,12 +199,10 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         selected = set(only)
     workers, skipped = _workers(exp)
     _progress(f"[scaffold] checking {len(exp.runs)} runs with {', '.join(t for _, t, _ in workers)}", quiet)
-    problems = ProblemList(str(exp.source))
+    from cruijff_kit.workers.check import design_problems
     from cruijff_kit.workers.prefs import generator as prefs_worker  # data.preference.generate -> the prefs job
 
-    for _kind, _tool, module in workers:
-        module.check(exp, settings, problems)
-    prefs_worker.check(exp, settings, problems)
+    problems = design_problems(exp, settings)  # the same checks `validate` runs
     problems.raise_if_errors()
     warnings = _dedupe([*warnings, *problems.warnings])
     files = RenderSet(exp.dir)

@@ -31,7 +31,10 @@ def design_problems(exp, settings) -> ProblemList:
             continue
         try:
             module = get(tool)
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            table = workers.PREPARATION if kind == "preparation" else workers.EVALUATION
+            if exc.name != table.get(tool):
+                raise
             continue  # scaffold says which worker is missing
         module.check(exp, settings, problems)
     prefs_worker.check(exp, settings, problems)
