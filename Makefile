@@ -31,7 +31,7 @@ slurm-down:
 	@bash scripts/slurm-local.sh down
 
 test: venv slurm-up
-	@set -o pipefail; $(PY) -m pytest -q tests
+	@set -o pipefail; CK_REQUIRE_SLURM=1 $(PY) -m pytest -q tests
 
 test-fast: venv
 	@$(PY) -m pytest -q -m "not slow" tests

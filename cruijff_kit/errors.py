@@ -22,6 +22,8 @@ class Problem:
         text = ": ".join(parts + [self.message]) if parts else self.message
         if self.hint:
             text += f"; {self.hint}"
+        if not text.isprintable():  # one line, whatever the input held (a newline in a key, a NUL, ...)
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
         return text if self.level == "error" else f"warning: {text}"
 
     def as_dict(self) -> dict:

@@ -41,11 +41,41 @@ def write_json(path: str | Path, obj) -> Path:
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def read_json(path: str | Path, default=None):
+JSON_LIMIT = 512 * 1024 * 1024  # bytes: far above any jobs.json/state.json we write, far below memory
+
+
+def read_json(path: str | Path, default=None, *, kind: type | None = None):
+    """JSON from `path`, or `default` when it does not exist. A file that is not a regular file, not UTF-8,
+    not JSON, huge, or (with `kind`, or a dict `default`) of the wrong type is a one-line UserError."""
+    from cruijff_kit.errors import UserError
+
+    path = Path(path)
+    hint = "it is damaged: restore it, or remove it and re-run the step that writes it"
     try:
-        return json.loads(Path(path).read_text())
+        info = path.stat()
     except FileNotFoundError:
         return default
+    except OSError as exc:
+        raise UserError(f"cannot be read ({exc.strerror})", where=str(path), hint="check the path") from None
+    import stat
+
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError("is not a regular file", where=str(path), hint="point at a JSON file")
+    if info.st_size > JSON_LIMIT:
+        raise UserError(f"is {info.st_size / 1e9:.1f} GB", where=str(path), hint=hint)
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(path), hint=hint) from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"not valid JSON (line {exc.lineno}: {exc.msg})", where=str(path), hint=hint) from None
+    except RecursionError:
+        raise UserError("is nested too deeply", where=str(path), hint=hint) from None
+    want = kind or (dict if isinstance(default, dict) else None)
+    if want is not None and not isinstance(value, want):
+        raise UserError(f"holds a JSON {type(value).__name__}, expected a {want.__name__}", where=str(path),
+                        hint=hint)
+    return value
 
 
 def sha256(data: str | bytes) -> str:

@@ -6,12 +6,63 @@ and any constraint. Every job script extends templates/job.sh.j2.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
 from cruijff_kit.settings import Settings
+
+# What may reach a job script unquoted (#SBATCH lines, comment lines). Used with fullmatch: `$` in a
+# Python pattern also matches before a trailing newline, which is exactly the injection to refuse.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@%=:,~-]+")
+SAFE_SBATCH = re.compile(r"[A-Za-z0-9._:,&|!()\[\]*+=-]*")
+SBATCH_TIME = re.compile(r"(\d+-)?\d{1,3}(:\d{2}){0,2}|\d+-\d{1,2}")  # what sbatch --time takes
+SBATCH_MEM = re.compile(r"\d+[KMGT]?")
+SBATCH_KEYS = ("time", "mem", "account", "partition", "constraint")
+
+
+def control_char(text: str) -> str:
+    """'' when `text` has no control character, else its name (for a one-line error)."""
+    m = CONTROL.search(text)
+    if not m:
+        return ""
+    ch = m.group()
+    return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}.get(
+        ch, f"the control character {ch!r}")
+
+
+def unsafe_path(path) -> str:
+    """Why `path` cannot reach a job script unquoted ('' when it can)."""
+    text = str(path)
+    bad = control_char(text)
+    if bad:
+        return f"contains {bad}"
+    if not SAFE_PATH.fullmatch(text) or ".." in Path(text).parts:
+        return "has characters job scripts cannot take safely"
+    return ""
+
+
+def sbatch_value_problem(key: str, value) -> str:
+    """Why `value` cannot be the #SBATCH --KEY value ('' when it can)."""
+    text = "" if value is None else str(value)
+    bad = control_char(text)
+    if bad:
+        return f"contains {bad}"
+    if key in ("gpus", "cpus"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (1 if key == "cpus" else 0)
+        return "" if ok or text.isdigit() else "is not a whole number"
+    if not text:
+        return "" if key != "time" else "is empty"
+    if key == "time" and not SBATCH_TIME.fullmatch(text):
+        return "is not a SLURM time (HH:MM:SS, MM, D-HH:MM)"
+    if key == "mem" and not SBATCH_MEM.fullmatch(text):
+        return "is not a SLURM memory size (e.g. 32G)"
+    if not SAFE_SBATCH.fullmatch(text):
+        return "cannot go into an #SBATCH line"
+    return ""
 
 
 def job_environment(settings: Settings, exp_dir: Path) -> dict:

@@ -40,6 +40,20 @@ def _yaml_flow(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=False)
 
 
+def sbatch_value(value) -> str:
+    """The guard for text that reaches a job script unquoted (#SBATCH values, comment lines): a control
+    character there (a newline) would end the line and run the rest as a command, so refuse it."""
+    from cruijff_kit.errors import UserError
+    from cruijff_kit.jobscript import control_char
+
+    text = str(value)
+    bad = control_char(text)
+    if bad:
+        raise UserError(f"{text[:60]!r} contains {bad} and cannot go into a job script", where="job script",
+                        hint="remove line breaks and control characters from names, paths and SLURM settings")
+    return text
+
+
 @lru_cache(maxsize=1)
 def environment():
     import jinja2
@@ -52,7 +66,8 @@ def environment():
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.filters["shquote"] = lambda v: shlex.quote(sbatch_value(v) if "\x00" in str(v) else str(v))
+    env.filters["sbatch_value"] = sbatch_value
     env.filters["yaml"] = _yaml_scalar
     env.filters["flow"] = _yaml_flow
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)

@@ -255,6 +255,7 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
     if "scratch_dir" in settings.sources:
         base = Path(source).parent if source != SETTINGS_FILE else Path.cwd()
         settings.scratch_dir = str((base / os.path.expanduser(settings.scratch_dir)).resolve())
+    check_settings(settings)
     return settings
 
 
@@ -285,6 +286,37 @@ def _set(settings: Settings, name: str, value: str, label: str, where: str) -> N
                 raise UserError(f"'{value}' cannot go on an #SBATCH line", where=where, path=label,
                                 hint="write the bare value, or leave the line out to keep it unset")
         setattr(settings, name, value)
+
+
+SBATCH_FIELDS = {"slurm_time": "time", "slurm_mem": "mem", "slurm_account": "account",
+                 "slurm_partition": "partition", "slurm_constraint": "constraint",
+                 "full_gpu_constraint": "constraint", "shared_partition": "partition"}
+PATH_FIELDS = ("scratch_dir", "models_dir")
+
+
+def check_settings(settings: Settings) -> None:
+    """Every value that reaches a job script is one sbatch and bash take: no control characters, SLURM
+    values sbatch accepts (time, memory, names), safe scratch/models paths. Raises one line per problem."""
+    from cruijff_kit.errors import ProblemList
+    from cruijff_kit.jobscript import control_char, sbatch_value_problem, unsafe_path
+
+    problems = ProblemList(settings.source_file or SETTINGS_FILE)
+    for f in fields(settings):
+        if f.name in ("sources", "source_file") or f.name not in settings.sources:
+            continue
+        value = getattr(settings, f.name)
+        at = f"line {settings.sources[f.name].rsplit(':', 1)[-1]}: {f.name}"
+        for item in value if isinstance(value, list) else [value]:
+            why = control_char(str(item))
+            if f.name in SBATCH_FIELDS and not why:
+                why = sbatch_value_problem(SBATCH_FIELDS[f.name], item)
+            elif f.name in PATH_FIELDS and not why:
+                why = unsafe_path(os.path.expanduser(str(item)))
+                if not why and any(part.startswith("~") for part in Path(os.path.expanduser(str(item))).parts):
+                    why = "names a '~user' that does not exist"
+            if why:
+                problems.error(at, f"{str(item)[:60]!r} {why}", "fix this value in claude.local.md")
+    problems.raise_if_errors()
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

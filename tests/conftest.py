@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ci_rules import pytest_runtest_makereport, require_slurm  # noqa: F401  (the CI hook, registered here)
 
 REPO = Path(__file__).resolve().parent.parent
 SANITY = REPO / "sanity_checks" / "predictable_or_not"

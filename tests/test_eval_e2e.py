@@ -120,6 +120,7 @@ def test_eval_logs_read_back_with_the_cell_settings(e2e):
     assert log.eval.metadata["task_args"] == config["task_args"]
     assert len(log.samples) == LIMIT and log.eval.dataset.samples == LIMIT
     records = json.loads(e2e["data"].read_text())["validation"]
+    assert len(records) >= LIMIT > 0  # zip below compares every sample
     for sample, record in zip(log.samples, records):
         assert [m.role for m in sample.input] == ["user"] and sample.input[0].content == record["input"]
         assert sample.target == "42" and sample.output.usage.output_tokens <= 4
@@ -191,6 +192,7 @@ def test_prompt_token_ids_equal_training(kind, tiny, tmp_path):
     margs = model_args({"dataset_type": kind, "device": "cpu", "generation": {}}, tiny, tiny)
     model = get_model("hf/local", memoize=False, **margs)
     api = model.api
+    assert len(eval_view) == 3 and len(train_view) == 3  # the loop below must compare every example
     for i in range(len(eval_view)):
         text = api.hf_chat(eval_view[i].input, [])
         ids = api.tokenizer([text], return_tensors="pt", padding=True, **api.tokenizer_call_args)["input_ids"][0]

@@ -45,8 +45,7 @@ def _find(name: str) -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def prerequisites():
     missing = [m for m in NEEDED if not _find(m)]
-    if missing:
-        pytest.skip(f"prerequisite module(s) not there yet: {', '.join(missing)}")
+    assert not missing, f"modules this test needs are missing: {', '.join(missing)} (pip install -e '.[train]')"
     if shutil.which("sbatch") is None:
         pytest.skip("sbatch is not installed: start a local SLURM with `bash scripts/slurm-local.sh up`")
     if subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode != 0:
@@ -93,9 +92,12 @@ def test_tiny_sanity_check_through_slurm(tiny_experiment, cli):
     assert set(wait_for(lambda: (lambda s: s if len(s) == len(natives) and set(s.values()) == {"COMPLETED"} else None)(
         sacct_states(natives)), 60, 1, "sacct COMPLETED").values()) == {"COMPLETED"}
 
+    kinds = [j["kind"] for j in jobs]
+    assert "train" in kinds and "eval" in kinds, kinds  # both branches below must run
     for job in jobs:
         if job["kind"] == "train":
             epochs = job["meta"]["epochs"]
+            assert epochs >= 1
             out = Path(job["output_dir"])
             for epoch in range(epochs):
                 files = {p.name for p in (out / f"epoch_{epoch}").iterdir()}
@@ -118,6 +120,7 @@ def assert_sanity_science(exp: Path, cli) -> None:
     from cruijff_kit.workers.torchtune.losses import read_losses
 
     outputs = {j["run"]: Path(j["output_dir"]) for j in jobs_of(exp) if j["kind"] == "train"}
+    assert len(outputs) == 8, sorted(outputs)
     final_val = {}
     for run, out in outputs.items():
         losses = read_losses(out)
@@ -157,9 +160,9 @@ def _recipe_pids(native: str) -> list[int]:
 
 
 def test_kill_after_epoch0_then_resume(tiny_experiment, cli):
-    if "CK_RESUME" not in FINETUNE_TEMPLATE.read_text():
-        pytest.skip("templates/torchtune/finetune.slurm.j2 does not honour CK_RESUME yet (it must turn CK_RESUME=1 "
-                    "into the override resume_from_checkpoint=True)")
+    # the only real resubmit-resume test must never disable itself: the template has to honour CK_RESUME
+    assert "CK_RESUME" in FINETUNE_TEMPLATE.read_text(), \
+        "templates/torchtune/finetune.slurm.j2 must turn CK_RESUME=1 into resume_from_checkpoint=True"
     exp, run = tiny_experiment, "pp_output_only"
     job = next(j for j in jobs_of(exp) if j["id"] == f"{run}.train")
     out = Path(job["output_dir"])

@@ -291,7 +291,7 @@ def test_unsafe_paths_are_rejected(tmp_path, scratch):
 
 def test_injection_in_prompts_is_inert(tmp_path, scratch):
     pwned = tmp_path / "pwned"
-    prompt = f"$(touch {pwned}) `touch {pwned}` ${{oc.env:HOME}} '\"\\ {{input}}"
+    prompt = f"$(touch {pwned}) `touch {pwned}` ${{{{oc.env:HOME}}}} '\"\\ {{input}}"  # {{ }}: literal braces
     design = tiny_design(tmp_path, system_prompt=f"; touch {pwned} #\n$(id)", prompt=prompt)
     o = _scaffold(write_design(tmp_path, design))
     run_dir = o.exp.dir / "tiny_a"

@@ -149,17 +149,26 @@ def test_lora_alpha_defaults_to_twice_rank(tmp_path):
     assert exp.run("pp_input_and_output").controls.lora_alpha == 16
 
 
+def assert_one_line_rule(stderr: str, path) -> list[str]:
+    """No traceback; every error line is `FILE: key.path: what is wrong; the fix` on one line."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if not line.startswith("warning:")]
+    assert errors, stderr
+    for line in errors:
+        assert line.startswith(f"{path}: ") and "; " in line, f"not FILE: key: message; fix -> {line!r}"
+    return errors
+
+
 @pytest.mark.parametrize("name,fn,expected", BAD, ids=[b[0] for b in BAD])
-def test_bad_design_one_line_error(name, fn, expected, tmp_path, capsys, scratch):
+def test_bad_design_one_line_error(name, fn, expected, tmp_path, scratch, cli):
+    """Through the real CLI (`python -m cruijff_kit validate`), as a user's shell sees it."""
     path = tmp_path / "experiment_summary.yaml"
     path.write_text(yaml.safe_dump(mutate(fn), sort_keys=False))
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    code = cli_main(["validate", str(path)])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert any(line == f"{path}: {expected}" or line.startswith(f"{path}: {expected}") for line in errors), err
+    proc = cli("validate", str(path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = assert_one_line_rule(proc.stderr, path)
+    assert any(line.startswith(f"{path}: {expected}") for line in errors), proc.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "validate must write nothing"
 
 

@@ -76,12 +76,17 @@ def dataset_stats(path: Path | None, declared: dict) -> tuple[int, float]:
 @lru_cache(maxsize=256)
 def _file_stats(path: str, mtime_ns: int) -> tuple[int, float] | None:
     """Read each data file once per scaffold/estimate, however many runs share it."""
+    import stat
+
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):  # a FIFO would block the read forever
+            return None
         rows = json.loads(Path(path).read_text()).get("train", [])
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # ValueError: bad JSON or not UTF-8
         return None
-    if not rows:
+    if not isinstance(rows, list) or not rows:
         return None
+    rows = [r for r in rows if isinstance(r, dict)] or [{}]
     chars = sum(len(str(r.get("input", ""))) + len(str(r.get("output", ""))) for r in rows)
     return len(rows), chars / len(rows)
 

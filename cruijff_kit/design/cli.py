@@ -24,6 +24,8 @@ def configure(parser) -> None:
     p.add_argument("file", help="experiment_summary.yaml (or its directory)")
     p.add_argument("--profile", help="apply a profile from the design's `profiles:`")
     p.add_argument("--no-log", action="store_true", help="do not append to design-experiment.log")
+    p.add_argument("--force", action="store_true",
+                   help="log into a non-empty experiment dir cruijff_kit did not create")
     p = sub.add_parser("summary", help="render experiment_summary.md from the design")
     p.add_argument("file", help="experiment_summary.yaml (or its directory)")
     p.add_argument("--profile", help="apply a profile from the design's `profiles:`")
@@ -31,6 +33,8 @@ def configure(parser) -> None:
     p.add_argument("--priors", action="append", default=[], metavar="DIR",
                    help="another scratch dir with prior runs for the Compute Estimates (as `estimate --priors`)")
     p.add_argument("--dry-run", action="store_true", help="print the Markdown, write nothing")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty experiment dir cruijff_kit did not create")
 
 
 def main(args) -> int:
@@ -80,8 +84,13 @@ def verify_main(args) -> int:
     from cruijff_kit.design.verify import verify
     from cruijff_kit.logbook import LOG_NAMES
 
+    from cruijff_kit.experiment.safety import check_experiment_dir, claim_experiment_dir
+
     exp, settings = _load(args)
     log_path = None if args.no_log else exp.dir / LOG_NAMES["design"]
+    if log_path is not None:  # the log goes only into a directory cruijff_kit owns
+        check_experiment_dir(exp, force=args.force)
+        claim_experiment_dir(exp.dir)
     report = verify(exp, settings.scratch, log_path=log_path)
     for c in report.checks:
         print(f"{'ok  ' if c.ok else 'FAIL'} {c.action:<16} {c.subject}: {c.result}")
@@ -98,12 +107,16 @@ def summary_main(args) -> int:
     from cruijff_kit.files import atomic_write
     from cruijff_kit.logbook import LOG_NAMES, log
 
+    from cruijff_kit.experiment.safety import check_experiment_dir, claim_experiment_dir
+
     exp, settings = _load(args)
     out = Path(args.out) if args.out else exp.dir / "experiment_summary.md"
     text = keep_blocks(render_summary(exp, settings, priors=args.priors), out)
     if args.dry_run:
         print(text)
         return 0
+    check_experiment_dir(exp, force=args.force)  # the design log goes into exp.dir whatever --out says
+    claim_experiment_dir(exp.dir)
     atomic_write(out, text)
     log(exp.dir / LOG_NAMES["design"], "CREATE_SUMMARY", f"rendered {out.name}", command=f"cruijff-kit design summary {args.file}",
         result=f"{len(exp.runs)} runs, {len(exp.cells())} eval cells", explanation="the human-readable plan")

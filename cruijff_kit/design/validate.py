@@ -17,12 +17,39 @@ def configure(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON report instead of lines")
 
 
-def main(args) -> int:
+def validate_design(file, *, profile: str | None = None, settings=None):
+    """(experiment, warnings) when the design is valid, else ValidationFailed with every problem.
+
+    Valid means scaffold will accept it: load's schema and semantic checks, then the workers' checks;
+    problems that depend on a file that may not exist yet (task script, data, checkpoint) are warnings."""
+    from cruijff_kit.errors import Problem, ValidationFailed
     from cruijff_kit.experiment.load import load_experiment
+    from cruijff_kit.experiment.safety import experiment_dir_problem
+    from cruijff_kit.settings import load_settings
+    from cruijff_kit.workers.check import design_problems, needs_file
 
     warnings: list = []
+    settings = settings or load_settings()
+    exp = load_experiment(file, profile=profile, warnings=warnings, settings=settings)
+    found = design_problems(exp, settings)
+    errors = [p for p in found.errors if not needs_file(p)]
+    warnings += [p if p.level == "warning" or not needs_file(p) else
+                 Problem(p.where, p.path, p.message, p.hint + "; scaffold refuses this until it is fixed",
+                         "warning") for p in found.problems if p not in errors]
+    bad_dir = experiment_dir_problem(exp.dir)
+    if bad_dir:
+        level = "warning" if "--force" in bad_dir[1] else "error"  # a busy folder: scaffold --force may use it
+        (errors if level == "error" else warnings).append(
+            Problem(str(exp.source), "experiment.dir", bad_dir[0], bad_dir[1], level))
+    warnings = list({w.line(): w for w in warnings}.values())
+    if errors:
+        raise ValidationFailed(errors + warnings)
+    return exp, warnings
+
+
+def main(args) -> int:
     try:
-        exp = load_experiment(args.file, profile=args.profile, warnings=warnings)
+        exp, warnings = validate_design(args.file, profile=args.profile)
     except UserError as exc:
         if not args.json:
             raise

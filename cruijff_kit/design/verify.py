@@ -4,7 +4,6 @@ eval task scripts define their @task, and the disk has room for the checkpoints.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +47,15 @@ def check_model(path: Path) -> tuple[bool, str]:
 
 
 def check_dataset(path: Path, declared: dict) -> tuple[bool, str, dict]:
-    if not path.is_file():
+    from cruijff_kit.errors import UserError
+    from cruijff_kit.files import read_json
+
+    if not path.exists():
         return False, f"dataset not found: {path}", {}
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        return False, f"{path}:{exc.lineno}: not valid JSON: {exc.msg}", {}
+        data = read_json(path)
+    except UserError as exc:
+        return False, f"{path}: {exc.problems[0].message}", {}
     if not isinstance(data, dict):
         return False, f"{path}: expected top-level train/validation lists", {}
     counts = {k: len(v) for k, v in data.items() if isinstance(v, list)}
@@ -63,7 +65,8 @@ def check_dataset(path: Path, declared: dict) -> tuple[bool, str, dict]:
             problems.append(f"missing split '{split}'")
         elif split in declared and declared[split] != counts[split]:
             problems.append(f"split '{split}' has {counts[split]} examples, design says {declared[split]}")
-    bad = next((i for i, r in enumerate(data.get("train", [])) if not {"input", "output"} <= set(r)), None)
+    train = data.get("train") if isinstance(data.get("train"), list) else []
+    bad = next((i for i, r in enumerate(train) if not isinstance(r, dict) or not {"input", "output"} <= set(r)), None)
     if bad is not None:
         problems.append(f"train[{bad}] lacks input/output")
     text = ", ".join(f"{k}={v}" for k, v in counts.items())

@@ -45,8 +45,26 @@ def jobs_payload(experiment: str, jobs: list[JobSpec]) -> dict:
 
 def read_jobs(exp_dir: str | Path) -> list[JobSpec]:
     path = Path(exp_dir) / JOBS_FILE
-    data = read_json(path)
+    data = read_json(path, kind=dict)
     if data is None:
         raise UserError(f"no {JOBS_FILE}: this experiment has not been scaffolded", where=str(exp_dir),
                         hint=f"run `cruijff-kit scaffold {exp_dir}` first")
-    return [JobSpec(**job) for job in data["jobs"]]
+    fix = f"re-run `cruijff-kit scaffold {exp_dir}` to write it again"
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list):
+        raise UserError("has no list of jobs", where=str(path), path="jobs", hint=fix)
+    known = set(JobSpec.__dataclass_fields__)
+    out = []
+    for i, job in enumerate(jobs):
+        try:
+            if not isinstance(job, dict) or not set(job) <= known:
+                raise TypeError
+            spec = JobSpec(**job)
+            if not (all(isinstance(getattr(spec, k), str) for k in ("id", "kind", "run", "script"))
+                    and isinstance(spec.after, list) and isinstance(spec.meta, dict)):
+                raise TypeError
+        except TypeError:
+            raise UserError("is not a job this version of cruijff_kit wrote", where=str(path),
+                            path=f"jobs[{i}]", hint=fix) from None
+        out.append(spec)
+    return out

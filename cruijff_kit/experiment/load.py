@@ -126,7 +126,9 @@ def _describe(error) -> tuple[str, str]:
     if v == "pattern":
         if error.validator_value.startswith("^[A-Za-z0-9._-]"):
             return f"{inst!r} is not a safe name", "use only letters, digits, '.', '_' and '-'"
-        if "\\d{4}" in error.validator_value:
+        if error.validator_value.startswith("^[A-Za-z0-9._:,"):
+            return f"{inst!r} cannot go into an #SBATCH line", "use letters, digits and . _ : , - only"
+        if "\\d{4}" in error.validator_value or "[0-9]{4}" in error.validator_value:
             return f"{inst!r} is not a date", "write YYYY-MM-DD"
         return f"{inst!r} does not match the expected form", f"pattern {error.validator_value}"
     if v in ("minimum", "exclusiveMinimum", "maximum"):
@@ -135,6 +137,8 @@ def _describe(error) -> tuple[str, str]:
         return "must not be empty", "give at least one value"
     if v == "minLength":
         return "must not be empty", "give a value"
+    if v == "maxLength":
+        return f"is {len(inst)} characters long", f"use at most {error.validator_value}"
     if v == "not":
         return f"{inst!r} is not allowed here", "choose another name"
     if v == "anyOf":
@@ -405,16 +409,25 @@ def _non_finite(value, parts=()):
 
 
 def check(data: dict, where: str) -> ProblemList:
+    from cruijff_kit.experiment.checks import extra_problems
+    from cruijff_kit.experiment.safety import control_problems, path_problems
+
     problems = ProblemList(where)
     normalise(data)
     for path in _non_finite(data):
         problems.error(path, "is not a finite number (.nan / .inf)", "write a number such as 1e-4")
+    control_problems(data, problems)
+    path_problems(data, problems)
+    early = list(problems.problems)
     schema_problems(data, problems)
+    flagged = {p.path for p in early}  # one line per place: the schema's pattern error would repeat it
+    problems.problems = early + [p for p in problems.problems[len(early):] if p.path not in flagged]
     if any(p.message.startswith("upstream key") for p in problems.problems):
         problems.problems.insert(0, Problem(where, "", "this file uses upstream cruijff_kit (0.3.x) keys",
                                             MIGRATE_HINT.replace("FILE", where)))
     try:
         semantic_problems(data, problems)
+        extra_problems(data, problems)
     except (TypeError, AttributeError, KeyError, ValueError):
         if not problems.errors:  # malformed data the schema let through would be our bug
             raise
@@ -422,8 +435,17 @@ def check(data: dict, where: str) -> ProblemList:
 
 
 def resolve_design_path(path: str | Path) -> Path:
+    import stat
+
     path = Path(path)
-    return path / SUMMARY_FILE if path.is_dir() else path
+    path = path / SUMMARY_FILE if path.is_dir() else path
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return path  # read_yaml reports a missing file
+    if not stat.S_ISREG(mode):  # a FIFO or device would block the read forever
+        raise UserError("is not a regular file", where=str(path), hint=f"pass an {SUMMARY_FILE}")
+    return path
 
 
 def load_experiment(path: str | Path, *, profile: str | None = None, settings: Settings | None = None,
@@ -437,4 +459,11 @@ def load_experiment(path: str | Path, *, profile: str | None = None, settings: S
         raise ValidationFailed(problems.problems)
     if warnings is not None:
         warnings.extend(problems.warnings)
-    return build(data, source.resolve(), settings or load_settings())
+    settings = settings or load_settings()
+    exp = build(data, source.resolve(), settings)
+    from cruijff_kit.experiment.safety import script_problems
+
+    late = ProblemList(str(source))
+    script_problems(exp, settings, late)
+    late.raise_if_errors()
+    return exp

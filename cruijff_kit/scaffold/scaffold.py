@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cruijff_kit.errors import Problem, ProblemList, UserError, closest
+from cruijff_kit.errors import Problem, UserError, closest
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.settings import Settings
 
@@ -35,7 +35,8 @@ def configure(parser) -> None:
                         help="an experiment_summary.yaml, or a directory holding one")
     parser.add_argument("--profile", help="apply a profile from the design's `profiles:` (e.g. tiny)")
     parser.add_argument("--dry-run", action="store_true", help="print the files that would be written; write nothing")
-    parser.add_argument("--force", action="store_true", help="overwrite files you edited since they were rendered")
+    parser.add_argument("--force", action="store_true", help="overwrite files you edited since they were rendered; write into a non-empty "
+                        "experiment dir cruijff_kit did not create")
     parser.add_argument("--only", nargs="+", action="extend", metavar="RUN",
                         help="scaffold only these runs (their directories and jobs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every file written")
@@ -53,6 +54,7 @@ class Outcome:
     stale: list = field(default_factory=list)  # run dirs no longer in the design
     per_worker: dict = field(default_factory=dict)  # tool -> (number of jobs, its file paths)
     seconds: float = 0.0
+    frozen: list = field(default_factory=list)  # files of submitted jobs left as they ran (no --force)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -137,6 +139,31 @@ def _merge_jobs(exp_dir: Path, jobs: list, selected: set) -> list:
     return out
 
 
+def submitted_jobs(exp_dir: Path) -> set[str]:
+    """Ids of the jobs `run` has submitted (any state past pending), from .ck/state.json."""
+    from cruijff_kit.files import read_json
+
+    state = read_json(exp_dir / ".ck" / "state.json", {}) or {}
+    jobs = state.get("jobs") if isinstance(state.get("jobs"), dict) else {}
+    return {job_id for job_id, js in jobs.items() if isinstance(js, dict) and (
+        js.get("submitted") or js.get("native_id") or js.get("state") not in (None, "pending"))}
+
+
+def _freeze_submitted(exp_dir: Path, jobs: list, files) -> list[str]:
+    """Keep the files a submitted job ran with (its script's folder, not the folders below it): the script
+    on disk stays the one that ran. Returns the files left alone."""
+    submitted = submitted_jobs(exp_dir)
+    folders = {str(Path(j.script).parent) for j in jobs if j.id in submitted}
+    frozen = []
+    for rel in sorted(files.files):
+        if str(Path(rel).parent) in folders and (exp_dir / rel).exists():
+            text = files.files[rel][0]
+            if (exp_dir / rel).read_bytes() != text.encode():
+                frozen.append(rel)
+            del files.files[rel]
+    return frozen
+
+
 def _progress(message: str, quiet: bool) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
@@ -165,6 +192,9 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     if exp is None:
         _progress(f"[scaffold] loading {source}" + (f" (profile {profile})" if profile else ""), quiet)
         exp = load_experiment(source, profile=profile, settings=settings, warnings=warnings)
+    from cruijff_kit.experiment.safety import check_experiment_dir
+
+    check_experiment_dir(exp, force=force)  # never /, ~, a system dir, a file or someone else's folder
     names = [r.name for r in exp.runs]
     selected = set(names)
     if only:
@@ -177,12 +207,10 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         selected = set(only)
     workers, skipped = _workers(exp)
     _progress(f"[scaffold] checking {len(exp.runs)} runs with {', '.join(t for _, t, _ in workers)}", quiet)
-    problems = ProblemList(str(exp.source))
+    from cruijff_kit.workers.check import design_problems
     from cruijff_kit.workers.prefs import generator as prefs_worker  # data.preference.generate -> the prefs job
 
-    for _kind, _tool, module in workers:
-        module.check(exp, settings, problems)
-    prefs_worker.check(exp, settings, problems)
+    problems = design_problems(exp, settings)  # the same checks `validate` runs
     problems.raise_if_errors()
     warnings = _dedupe([*warnings, *problems.warnings])
     files = RenderSet(exp.dir)
@@ -215,7 +243,8 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
     for rel, text in (extra_files or {}).items():
         files.add(rel, text)
     files.add("jobs.json", json.dumps(jobs_payload(exp.name, jobs), indent=2, sort_keys=True, default=str) + "\n")
-    outcome = Outcome(exp, jobs, files, None, warnings, skipped, _stale_runs(exp), per_worker)
+    frozen = [] if force else _freeze_submitted(exp.dir, jobs, files)
+    outcome = Outcome(exp, jobs, files, None, warnings, skipped, _stale_runs(exp), per_worker, frozen=frozen)
     if dry_run:
         outcome.seconds = time.perf_counter() - start
         return outcome
@@ -297,6 +326,8 @@ def main(args) -> int:
     lines += _listing("written", r.written, args.verbose)
     lines += _listing("unchanged", r.unchanged, args.verbose) if args.verbose else []
     lines += _listing("preserved, edited by you (--force overwrites)", r.preserved, args.verbose, always=True)
+    lines += _listing("kept as submitted (the job ran with them; --force rewrites)", o.frozen, args.verbose,
+                      always=True)
     if o.stale:
         lines.append(f"  note: {len(o.stale)} run dirs are no longer in the design: {', '.join(o.stale[:10])}"
                      + (" ..." if len(o.stale) > 10 else ""))

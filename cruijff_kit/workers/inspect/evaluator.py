@@ -25,7 +25,7 @@ from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
-from cruijff_kit.workers.inspect.taskscan import task_problem
+from cruijff_kit.workers.inspect.taskscan import parse_script, task_problem
 
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
 CONFIG_FILE = "eval_config.yaml"
@@ -100,7 +100,7 @@ def task_scorers(exp: Experiment, task: Task) -> list[dict]:
 @lru_cache(maxsize=256)
 def task_params(script: str, function: str) -> tuple[str, ...] | None:
     """Parameter names of `function` in `script` (ast), or None when any keyword is accepted."""
-    tree = ast.parse(Path(script).read_text(), filename=script)
+    tree = parse_script(script)  # task_problem() vetted it first
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
             if node.args.kwarg is not None:
@@ -113,10 +113,12 @@ def task_params(script: str, function: str) -> tuple[str, ...] | None:
 @lru_cache(maxsize=256)
 def dataset_splits(path: str, mtime: float) -> dict | str:
     """{split: count} of one of our JSON data files, or a one-line problem."""
+    from cruijff_kit.files import read_json
+
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON (line {exc.lineno}: {exc.msg})"
+        data = read_json(path)
+    except UserError as exc:
+        return exc.problems[0].message
     if not isinstance(data, dict):
         return "expected {\"train\": [...], \"validation\": [...]}"
     return {k: len(v) for k, v in data.items() if isinstance(v, list)}
@@ -374,6 +376,17 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
     }
 
 
+def cell_provenance(context: dict, python: str) -> dict:
+    """What tools/provenance records for a cell: its data file, task script, model (and base model)."""
+    files = {"task_script": context["task_script"]}
+    if context["task_args"].get("data_path"):
+        files["dataset"] = context["task_args"]["data_path"]
+    models = {"model": context["model_path"]}
+    if context.get("base_model_path"):
+        models["base_model"] = context["base_model_path"]
+    return {"python": python, "files": files, "models": models}
+
+
 def source_of(exp: Experiment) -> str:
     """What rendered files name as their source: the resolved design copy in the experiment dir."""
     return str(exp.dir / "experiment_summary.yaml")
@@ -402,7 +415,7 @@ def render(exp: Experiment, settings: Settings, files: RenderSet, task_args: dic
             f"inspect/{SCRIPT_FILE}.j2", job_name=job.id, job_id=job.id, log=job.log,
             res=cell_resources(exp, settings, run), env=env, workdir=str(cell_dir),
             exit_code_file=str(exp.dir / job.exit_code_file), source=source_of(exp),
-            python=python, runner=RUNNER, config_file=CONFIG_FILE)
+            python=python, runner=RUNNER, config_file=CONFIG_FILE, provenance=cell_provenance(context, python))
         files.add(job.script, script, executable=True)
         jobs.append(job)
     return jobs

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -67,8 +68,8 @@ RECIPE_ALIASES.update({DPO_RECIPE_MODULE: DPO_RECIPE_MODULE, "lora_dpo_single_de
 DATASET_COMPONENT = "cruijff_kit.tools.torchtune.datasets.input_output_dataset"
 PREFERENCE_COMPONENT = "cruijff_kit.tools.torchtune.preference.preference_dataset"
 FILES = ("setup_finetune.yaml", "finetune.yaml", "finetune.slurm")
-SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=:,~-]+$")  # what may reach an #SBATCH line or a bare path
-SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*$")
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=:,~-]+\Z")  # what may reach an #SBATCH line or a bare path
+SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*\Z")  # \Z: `$` would let a trailing newline in
 
 
 # -- YAML scalars ----------------------------------------------------------------------------------
@@ -158,9 +159,13 @@ def resolve_recipe(name: str) -> str:
 
 def split_sizes(path: str) -> dict | None:
     """{"train": n, "validation": m, ...} of a data file; None when missing or unreadable."""
+    import stat
+
     try:
         st = Path(path).stat()
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
         return None
     return _split_sizes(path, st.st_mtime_ns, st.st_size)
 
@@ -496,12 +501,16 @@ def setup_yaml(plan: Plan, exp: Experiment) -> str:
 
 def finetune_slurm(plan: Plan, settings: Settings, exp_dir: Path, source: str, env: dict | None = None) -> str:
     script = plan.run_dir / "finetune.slurm"
+    env = env or job_environment(settings, exp_dir)
+    python = "python" if (env["venv"] or env["conda_env"]) else sys.executable
     return render_template("torchtune/finetune.slurm.j2", job_name=f"{plan.run.name}.train", job_id=f"{plan.run.name}.train",
-                  log=str(plan.output_dir / "slurm-%j.out"), res=plan.res, env=env or job_environment(settings, exp_dir),
+                  log=str(plan.output_dir / "slurm-%j.out"), res=plan.res, env=env,
                   workdir=str(plan.run_dir), exit_code_file=str(script) + ".exitcode", source=source,
                   run=plan.run.name, output_dir=str(plan.output_dir), recipe=plan.recipe_file,
                   recipe_label=plan.recipe.rsplit(".", 1)[-1],
-                  nproc=plan.nproc, config=str(plan.run_dir / "finetune.yaml"), pick_best_from=plan.pick_best_from)
+                  nproc=plan.nproc, config=str(plan.run_dir / "finetune.yaml"), pick_best_from=plan.pick_best_from,
+                  provenance={"python": python, "files": {"dataset": str(plan.dataset)} if plan.dataset else {},
+                              "models": {"base_model": str(plan.model_dir)}})
 
 
 def render_run(plan: Plan, exp: Experiment, settings: Settings, env: dict | None = None) -> dict:
