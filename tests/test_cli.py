@@ -1,7 +1,6 @@
 """The CLI surface: every verb has --help, runs as `python -m cruijff_kit.<verb>`, and stays light."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
