@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.experiment import layout
 
 PREDICTIONS = ".ck/estimate.json"
 CHECK = ".ck/estimate_check.json"
@@ -43,7 +44,7 @@ def main(args) -> int:
 
     settings = load_settings()
     exp = load_experiment(args.experiment, profile=args.profile, settings=settings)
-    if (Path(args.experiment) / "jobs.json").is_file() or (Path(args.experiment) / ".ck").is_dir():
+    if layout.is_scaffolded(args.experiment):
         exp = replace(exp, dir=Path(args.experiment).resolve())  # a (moved) experiment dir is where it is
     if args.check:
         return check_main(exp, settings, args)
