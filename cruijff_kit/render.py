@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from cruijff_kit.experiment.layout import MANIFEST  # stdlib only
 from cruijff_kit.files import read_json, sha256, write_json
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-MANIFEST = ".ck/manifest.json"
 
 
 def _yaml_scalar(value) -> str:
