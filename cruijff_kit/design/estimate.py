@@ -64,7 +64,7 @@ def estimate_main(exp, settings, args) -> int:
     if not args.no_log:
         path = exp.dir / logbook.LOG_NAMES["design"]
         logbook.log(path, "SEARCH_PRIOR_RUNS", f"{len(priors)} prior run(s) with compute records",
-                    command=f"glob {', '.join(str(r) for r in roots)} for */*/compute.json",
+                    command=f"glob {', '.join(str(r) for r in roots)} for */{layout.RUN_COMPUTE_GLOB}",
                     result=", ".join(sorted({Path(p.path).parent.name for p in priors})) or "none",
                     explanation="measured throughput beats defaults; same model first, then seq len and batch")
         used = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from cruijff_kit.experiment.runtypes import RUN_TYPES, baseline, for_objective
+from cruijff_kit.experiment.runtypes import RUN_TYPES, SFT, baseline, for_objective
 
 SHORT = {"lora_rank": "rank", "lora_alpha": "alpha", "lr": "lr", "batch_size": "bs", "epochs": "ep",
          "lora_dropout": "dropout", "weight_decay": "wd", "num_warmup_steps": "warmup", "max_seq_len": "seq",
@@ -39,7 +39,7 @@ def planned_runs(data: dict, *, controls: bool) -> list[dict]:
     for model in models:
         for values in itertools.product(*(variables[k] for k in keys)) if keys else [()]:
             combo = dict(zip(keys, values))
-            runs.append({"name": run_name(model, combo), "type": for_objective("sft").name, "model": model,
+            runs.append({"name": run_name(model, combo), "type": for_objective(SFT).name, "model": model,
                          "parameters": combo})
         if controls:
             runs.append({"name": f"{model}_base", "type": baseline().name, "model": model})

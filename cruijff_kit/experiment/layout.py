@@ -2,39 +2,41 @@
 
 The scaffolded experiment directory is the contract between the pipeline's stages (design ->
 scaffold -> run -> summarize): each stage reads what an earlier one wrote, so every name is spelled
-here once and imported everywhere else.
+here once and imported everywhere else. Constants are names relative to the directory in the left
+column; functions take that directory and return a Path.
 
-    {exp}/                                  an experiment directory
-      experiment_summary.yaml   DESIGN        the design (scaffold writes the resolved copy)
-      experiment_summary.md     SUMMARY_MD    the human plan; Status / Results blocks rewritten in place
-      jobs.json                 JOBS          the job graph scaffold writes and run reads
-      .ck/                      CK_DIR        bookkeeping nobody edits by hand:
-        state.json              STATE           run state of every job (under STATE_LOCK)
-        state.lock              STATE_LOCK
-        manifest.json           MANIFEST        hashes of every rendered file (no-clobber)
-        continue.slurm          CONTINUATION    the SLURM continuation job of a gated experiment
-      analysis/                 ANALYSIS      summarize's tables and plots
-      prefs/prefs.slurm         PREFS_SCRIPT  the preference-generation job (PREFS_DIR)
-      {run}/                    run_dir()     one per run
-        setup_finetune.yaml     SETUP_FINETUNE  the run's resolved parameters (flat, legacy format)
-        finetune.yaml           FINETUNE_CONFIG the torchtune config
-        finetune.slurm          FINETUNE_SCRIPT the training job script
-        compute.json            COMPUTE         what the job cost (also in every eval cell dir)
-        eval/                   EVAL_DIR
-          {task}[_epoch{N}]/    cell_dir(), cell_dirname()   one eval cell
-            eval_config.yaml    EVAL_CONFIG
-            inspect.slurm       EVAL_SCRIPT
-            logs/               LOGS            inspect-ai's .eval logs
-      <script>.exitcode         exit_code_file()  the exit status a job script writes when it ends
-      slurm-%j.out              JOB_LOG         a job's stdout/stderr (%j = job id), next to its outputs
+    {exp}/                       an experiment directory
+      experiment_summary.yaml    DESIGN, design_file()        the design (scaffold writes the resolved copy)
+      experiment_summary.md      SUMMARY_MD, summary_md()     the plan; Status / Results blocks rewritten in place
+      jobs.json                  JOBS, jobs_file()            the job graph scaffold writes and run reads
+      .ck/                       CK_DIR, ck_dir()             bookkeeping nobody edits by hand:
+        state.json               STATE, state_file()            run state of every job (under STATE_LOCK)
+        state.lock               STATE_LOCK
+        manifest.json            MANIFEST, manifest_file()      hashes of rendered files (no-clobber); any RenderSet root
+        continue.slurm           CONTINUATION                   the SLURM continuation job of a gated experiment
+      analysis/                  ANALYSIS, analysis_dir()     summarize's tables and plots
+      prefs/prefs.slurm          PREFS_DIR, PREFS_SCRIPT      the preference-generation job
+      {run}/                     run_dir(), is_run_dir()      one per run
+        setup_finetune.yaml      SETUP_FINETUNE                 the run's resolved parameters (flat, legacy format)
+        finetune.yaml            FINETUNE_CONFIG                the torchtune config
+        finetune.slurm           FINETUNE_SCRIPT                the training job script (RUN_FILES: these three)
+        compute.json             COMPUTE, compute_file()        what the job cost (also in every eval cell dir)
+        eval/                    EVAL_DIR
+          {task}[_epoch{N}]/     cell_dirname(), cell_relpath(), cell_dir()   one eval cell
+            eval_config.yaml     EVAL_CONFIG
+            inspect.slurm        EVAL_SCRIPT
+            logs/                LOGS, cell_logs()              inspect-ai's .eval logs
+      <script>.exitcode          EXIT_CODE_SUFFIX, exit_code_file()   the status a job script writes when it ends
+      slurm-%j.out               JOB_LOG, job_log()           a job's stdout/stderr (%j = job id), in its log dir
+    is_scaffolded(exp)           jobs.json or .ck/ present
+    globs from {exp}: RUN_COMPUTE_GLOB (training records), EVAL_LOG_GLOB (every cell's .eval logs);
+    from {run}: CELL_COMPUTE_GLOB, cell_compute_files()
 
-    {output_dir}/                           a training run's outputs (settings.output_dir(exp, run))
-      epoch_{N}/                epoch_dir(), epoch_dirname(), EPOCH_DIR, epoch_of(), saved_epochs()
-      logs/                     LOGS            torchtune's DiskLogger
-      training_summary.json     TRAINING_SUMMARY  what our recipes report after every epoch
-
-Constants are relative names (join them with the directory); the functions take a directory and
-return a Path. Where scratch output dirs live (`ck-outputs/{exp}/ck-out-{run}`) is settings.output_dir.
+    {output_dir}/                a training run's outputs (where: settings.output_dir(exp, run))
+      epoch_{N}/                 EPOCH_PREFIX, EPOCH_DIR (regex), epoch_dirname(), epoch_dir(), epoch_of(),
+                                 saved_epochs()   a checkpoint per epoch (0-indexed)
+      logs/                      LOGS, logs_dir()             torchtune's DiskLogger
+      training_summary.json      TRAINING_SUMMARY, training_summary()   what our recipes report each epoch
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# training objectives (what the recipe optimises)
+SFT, DPO = "sft", "dpo"
+
 # what an eval cell of the run loads
 EPOCH_CHECKPOINT = "epoch checkpoint"  # {output_dir}/epoch_N: the merged model (or adapter + its base)
 BASE_MODEL = "base model"  # the design's base model itself
@@ -37,11 +40,11 @@ class RunType:
 
 
 RUN_TYPES: dict[str, RunType] = {t.name: t for t in (
-    RunType("fine-tuned", trains=True, data_key="training", evaluated_as=EPOCH_CHECKPOINT, objective="sft"),
+    RunType("fine-tuned", trains=True, data_key="training", evaluated_as=EPOCH_CHECKPOINT, objective=SFT),
     RunType("control", trains=False, data_key=None, evaluated_as=BASE_MODEL, objective=None, baseline=True),
     RunType("eval-only", trains=False, data_key=None, evaluated_as=GIVEN_CHECKPOINT, objective=None,
             needs_checkpoint_path=True),
-    RunType("dpo", trains=True, data_key="preference", evaluated_as=EPOCH_CHECKPOINT, objective="dpo"),
+    RunType("dpo", trains=True, data_key="preference", evaluated_as=EPOCH_CHECKPOINT, objective=DPO),
 )}
 
 OBJECTIVES = tuple(dict.fromkeys(t.objective for t in RUN_TYPES.values() if t.objective))  # ("sft", "dpo")
@@ -53,7 +56,7 @@ def run_type(run) -> RunType:
 
 
 def for_objective(objective: str) -> RunType:
-    """The run type that trains with `objective` ("sft" -> fine-tuned, "dpo" -> dpo)."""
+    """The run type that trains with `objective` (SFT -> fine-tuned, DPO -> dpo)."""
     return next(t for t in RUN_TYPES.values() if t.objective == objective)
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
 from cruijff_kit.experiment import layout
-from cruijff_kit.experiment.runtypes import OBJECTIVES, for_objective
+from cruijff_kit.experiment.runtypes import OBJECTIVES, SFT, for_objective
 
 SETUP_FILE = layout.SETUP_FINETUNE
 DEFAULT_MODEL = "Llama-3.2-1B-Instruct"
@@ -179,10 +179,10 @@ def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dic
     training = {"path": str(dataset)}
     if text("dataset_label"):
         training["dataset_label"] = text("dataset_label")
-    objective = text("objective", "sft").lower()
+    objective = text("objective", SFT).lower()
     if objective not in OBJECTIVES:
         problems.error("objective", f"{objective!r} is not an objective", "use sft (default) or dpo")
-    kind = for_objective(objective if objective in OBJECTIVES else "sft")
+    kind = for_objective(objective if objective in OBJECTIVES else SFT)
     slurm = {}
     for key in SLURM:
         if key in raw and raw[key] not in (None, ""):

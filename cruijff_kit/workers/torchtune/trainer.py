@@ -49,6 +49,7 @@ from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.experiment.resolve import CHAT_COMPLETION, TEXT_COMPLETION, resolve_run
+from cruijff_kit.experiment.runtypes import DPO
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
@@ -215,7 +216,7 @@ class Plan:
 
     @property
     def dpo(self) -> bool:
-        return self.run.kind.objective == "dpo"
+        return self.run.kind.objective == DPO
 
 
 def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemList, *, index: int = 0,
@@ -229,7 +230,7 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     def param(key: str) -> str:
         return f"{at}.parameters.{key}" if key in (run.parameters or {}) else f"controls.{key}"
 
-    dpo = run.kind.objective == "dpo"
+    dpo = run.kind.objective == DPO
     resolved = resolve_run(exp, run, settings)
     if dpo and c.packed:
         problems.error(param("packed"), "dpo runs cannot pack sequences", "set packed: false for this run")
