@@ -212,9 +212,3 @@ def test_no_module_spells_experiment_file_names():
     def spelled(rel, text):
         return text in LAYOUT_NAMES or text.endswith(tuple(f"/{n}" for n in LAYOUT_NAMES)) or "epoch_{}" in text
     assert _scan(spelled) == []
-
-
-def test_no_module_spells_run_type_names():
-    """Run-type facts come from experiment/runtypes: nobody compares `type == "dpo"` any more."""
-    names = set(RUN_TYPES)
-    assert _scan(lambda rel, text: text in names and not rel.startswith("tools/")) == []
