@@ -106,6 +106,18 @@ def test_base_model_rule_is_shared(tmp_path, scratch, monkeypatch):
     assert read_cell(exp.dir, "ctl", "const")["dataset_type"] == "text_completion"
 
 
+def test_one_yaml_scalar_writer_round_trips():
+    """render.yaml_scalar serves the templates' `yaml` filter and the torchtune worker alike."""
+    from cruijff_kit.render import environment, yaml_scalar
+
+    values = ["plain", "héllo ✓", "emoji 😀", "a\u2028b\x85c", "bell\x07", "${x}", "", 1, 0.0001, 1e-05,
+              3.0, True, None, "1e-05", "null"]
+    for value in values:
+        assert yaml.safe_load(f"k: {yaml_scalar(value)}")["k"] == value, value
+        assert trainer.yv(value) == yaml_scalar(value)
+        assert environment().from_string("{{ v | yaml }}").render(v=value) == yaml_scalar(value)
+
+
 def test_omegaconf_escape_has_one_home():
     assert trainer.omegaconf_escape("a ${x} \\${y}") == "a \\${x} \\\\\\${y}"
     assert trainer.yv("${x}", omegaconf=True) == json.dumps("\\${x}")

@@ -53,6 +53,7 @@ from cruijff_kit.experiment.runtypes import DPO
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
+from cruijff_kit.render import yaml_scalar
 from cruijff_kit.settings import Settings
 
 RECIPE_MODULE = "cruijff_kit.tools.torchtune.custom_recipes.lora_finetune_single_device_val"
@@ -75,16 +76,6 @@ SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*$")
 
 
 # -- YAML scalars ----------------------------------------------------------------------------------
-def _quote(text: str) -> str:
-    """A double-quoted YAML scalar that round-trips any string (libyaml escapes what JSON cannot)."""
-    if text.isascii() and text.isprintable():
-        return json.dumps(text)
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(text, Dumper=dumper, default_style='"', width=1 << 30, allow_unicode=True).rstrip("\n")
-
-
 _OMEGA = re.compile(r"(\\*)\$\{")
 
 
@@ -94,7 +85,7 @@ def omegaconf_escape(text: str) -> str:
 
 
 def yv(value, *, omegaconf: bool = False) -> str:
-    """YAML text for a value. Floats always carry a '.', so PyYAML reads 1e-05 back as a float.
+    """YAML text for a value (render.yaml_scalar, the one scalar writer; lists and mappings in flow style).
     With omegaconf, `${` in strings is escaped so OmegaConf (torchtune's loader) keeps it literal."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yv(v, omegaconf=omegaconf) for v in value) + "]"
@@ -105,22 +96,9 @@ def yv(value, *, omegaconf: bool = False) -> str:
 
 @lru_cache(maxsize=65536)  # a sweep repeats the same values run after run
 def _scalar(value, _type, omegaconf: bool) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exp = text.split("e")
-            text = f"{mantissa}.0e{exp}"
-        return text
-    text = str(value)
-    if omegaconf and "${" in text:
-        text = omegaconf_escape(text)
-    return _quote(text)
+    if omegaconf and isinstance(value, str) and "${" in value:
+        value = omegaconf_escape(value)
+    return yaml_scalar(value)
 
 
 # -- recipe and data lookups (cached: a 1,000-run design asks once) --------------------------------
