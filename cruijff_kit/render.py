@@ -12,14 +12,25 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from cruijff_kit.experiment.layout import MANIFEST  # stdlib only
 from cruijff_kit.files import read_json, sha256, write_json
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-MANIFEST = ".ck/manifest.json"
 
 
-def _yaml_scalar(value) -> str:
-    """A YAML scalar that round-trips exactly (strings always quoted)."""
+def yaml_quote(text: str) -> str:
+    """A double-quoted YAML scalar that round-trips any string (libyaml escapes what JSON cannot)."""
+    if text.isascii() and text.isprintable():
+        return json.dumps(text)
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(text, Dumper=dumper, default_style='"', width=1 << 30, allow_unicode=True).rstrip("\n")
+
+
+def yaml_scalar(value) -> str:
+    """The one YAML scalar writer: round-trips exactly (strings always quoted; floats always carry a '.'
+    so PyYAML reads 1e-05 back as a float). The `yaml` template filter and the torchtune worker use it."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -32,7 +43,10 @@ def _yaml_scalar(value) -> str:
         if exponent and "." not in mantissa:
             text = f"{mantissa}.0e{exponent}"
         return text
-    return json.dumps(str(value), ensure_ascii=False)
+    return yaml_quote(str(value))
+
+
+_yaml_scalar = yaml_scalar  # the name templates' filter table used
 
 
 def _yaml_flow(value) -> str:

@@ -320,14 +320,18 @@ def test_tidy_epoch_dir(tmp_path):
 
 
 def test_training_side_never_imports_the_cli():
-    """Code under cruijff_kit/tools runs inside jobs: it may import cruijff_kit.tools.* only."""
+    """Code under cruijff_kit/tools runs inside jobs: it may import cruijff_kit.tools.* only, and
+    experiment/layout (stdlib only, tests/test_layout.py checks): the names of the experiment dir."""
+    layout = "cruijff_kit.experiment.layout"
     for path in TOOLS_DIR.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if isinstance(node, ast.ImportFrom) and node.module == "cruijff_kit.experiment":
+                names = [f"{node.module}.{a.name}" for a in node.names]
             for name in names:
                 if name.split(".")[0] == "cruijff_kit":
-                    assert name.startswith("cruijff_kit.tools"), f"{path}: imports {name}"
+                    assert name.startswith("cruijff_kit.tools") or name == layout, f"{path}: imports {name}"
     assert not any(p.name == "recipes" for p in (REPO / "cruijff_kit").rglob("*") if p.is_dir())
 
 

@@ -12,6 +12,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
+
 GRES = re.compile(r"^#SBATCH\s+--gres[= ]gpu(?::[A-Za-z0-9_.-]+)?:(\d+)\s*$", re.M)
 NO_STAGE = "(no stage)"
 
@@ -31,7 +33,7 @@ def run_estimates(exp_dir: Path, settings) -> tuple[dict, str]:
         from cruijff_kit.compute.estimates import plan_estimates
         from cruijff_kit.experiment.load import load_experiment
 
-        exp = load_experiment(Path(exp_dir) / "experiment_summary.yaml", settings=settings)
+        exp = load_experiment(layout.design_file(exp_dir), settings=settings)
         return {e.run: e for e in plan_estimates(exp, settings).estimates}, ""
     except Exception as exc:  # noqa: BLE001 - an estimate is a nicety: never let it break status
         text = str(exc).strip().splitlines()

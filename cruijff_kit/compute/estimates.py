@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.settings import Settings
+from cruijff_kit.experiment import layout
 
 # conservative LoRA training throughput (tokens/s per GPU) by model size in GB of bf16 weights
 DEFAULT_TOKENS_PER_S = ((0.1, 1500.0), (3.0, 6000.0), (7.0, 2500.0), (17.0, 1000.0), (1e9, 150.0))
@@ -169,7 +170,7 @@ def _run_facts(record_path: Path, cache: dict) -> dict:
     exp_dir = record_path.parent.parent
     if exp_dir not in cache:
         try:
-            cache[exp_dir] = load_experiment(exp_dir / "experiment_summary.yaml")
+            cache[exp_dir] = load_experiment(layout.design_file(exp_dir))
         except Exception:  # an unreadable old experiment is simply not a usable prior
             cache[exp_dir] = None
     exp = cache[exp_dir]
@@ -186,7 +187,7 @@ def _run_facts(record_path: Path, cache: dict) -> dict:
 def eval_walls(run_dir: Path) -> list[float]:
     """Wall seconds of a run's finished eval cells, from their compute.json records."""
     walls = []
-    for cell in sorted(Path(run_dir).glob("eval/*/compute.json")):
+    for cell in layout.cell_compute_files(run_dir):
         try:
             record = json.loads(cell.read_text())
         except (OSError, json.JSONDecodeError):
@@ -202,7 +203,7 @@ def _eval_facts(record_path: Path) -> dict:
     return {"eval_s_per_cell": statistics.median(walls)} if walls else {}
 
 
-PRIOR_PATTERNS = ("ck-experiments/*/*/compute.json", "ck-sanity-checks/*/*/compute.json", "*/*/compute.json")
+PRIOR_PATTERNS = tuple(f"{root}{layout.RUN_COMPUTE_GLOB}" for root in ("ck-experiments/*/", "ck-sanity-checks/*/", "*/"))
 
 
 def _read_priors(paths) -> list[PriorRun]:
@@ -225,7 +226,7 @@ def find_priors(*roots: Path) -> list[PriorRun]:
 
 def experiment_priors(exp_dir: Path) -> list[PriorRun]:
     """The compute records of one experiment's finished training runs."""
-    return _read_priors(sorted(Path(exp_dir).glob("*/compute.json")))
+    return _read_priors(sorted(Path(exp_dir).glob(layout.RUN_COMPUTE_GLOB)))
 
 
 def most_similar(priors: list[PriorRun], model: str, batch_size: int, max_seq_len: int,
@@ -272,7 +273,7 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
         size = exp.model(run.model).size_gb
     except KeyError:
         size = 0.0
-    data = exp.preference_data if run.type == "dpo" else exp.training_data
+    data = exp.data_section(run)
     n, chars = dataset_stats(exp.dataset_file(run), (data.splits if data else {}) or {})
     prompt_chars = len(c.prompt) + len(c.system_prompt)
     per_example = int((chars + prompt_chars) * TOKENS_PER_CHAR) + 12  # chat headers

@@ -11,15 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from cruijff_kit.files import read_json, write_json
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.state import seconds_between
 
-COMPUTE_FILE = "compute.json"
-TRAINING_SUMMARY = "training_summary.json"
+COMPUTE_FILE = layout.COMPUTE
+TRAINING_SUMMARY = layout.TRAINING_SUMMARY
 
 
 def compute_path(exp_dir: str | Path, job: JobSpec) -> Path:
-    return Path(exp_dir) / Path(job.script).parent / COMPUTE_FILE
+    return layout.compute_file(Path(exp_dir) / Path(job.script).parent)
 
 
 def compute_record(job: JobSpec, js: dict, output_dir: str | Path | None = None) -> dict:
@@ -35,9 +36,9 @@ def compute_record(job: JobSpec, js: dict, output_dir: str | Path | None = None)
         "peak_rss_mb": js.get("peak_rss_mb"), "overrides": dict(js.get("env") or {}), "log": js.get("log"),
     }
     if output_dir:
-        summary = read_json(Path(output_dir) / TRAINING_SUMMARY, None)
+        summary = read_json(layout.training_summary(output_dir), None)
         if isinstance(summary, dict):
-            record["training_summary"] = str(Path(output_dir) / TRAINING_SUMMARY)
+            record["training_summary"] = str(layout.training_summary(output_dir))
             for key, value in summary.items():
                 record.setdefault(key, value)
     return record

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.experiment import layout
 
 
 def configure(parser) -> None:
@@ -110,7 +111,7 @@ def summary_main(args) -> int:
     from cruijff_kit.experiment.safety import check_experiment_dir, claim_experiment_dir
 
     exp, settings = _load(args)
-    out = Path(args.out) if args.out else exp.dir / "experiment_summary.md"
+    out = Path(args.out) if args.out else layout.summary_md(exp.dir)
     text = keep_blocks(render_summary(exp, settings, priors=args.priors), out)
     if args.dry_run:
         print(text)

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.experiment import layout
 
 PREDICTIONS = ".ck/estimate.json"
 CHECK = ".ck/estimate_check.json"
@@ -43,7 +44,7 @@ def main(args) -> int:
 
     settings = load_settings()
     exp = load_experiment(args.experiment, profile=args.profile, settings=settings)
-    if (Path(args.experiment) / "jobs.json").is_file() or (Path(args.experiment) / ".ck").is_dir():
+    if layout.is_scaffolded(args.experiment):
         exp = replace(exp, dir=Path(args.experiment).resolve())  # a (moved) experiment dir is where it is
     if args.check:
         return check_main(exp, settings, args)
@@ -63,7 +64,7 @@ def estimate_main(exp, settings, args) -> int:
     if not args.no_log:
         path = exp.dir / logbook.LOG_NAMES["design"]
         logbook.log(path, "SEARCH_PRIOR_RUNS", f"{len(priors)} prior run(s) with compute records",
-                    command=f"glob {', '.join(str(r) for r in roots)} for */*/compute.json",
+                    command=f"glob {', '.join(str(r) for r in roots)} for */{layout.RUN_COMPUTE_GLOB}",
                     result=", ".join(sorted({Path(p.path).parent.name for p in priors})) or "none",
                     explanation="measured throughput beats defaults; same model first, then seq len and batch")
         used = {}

@@ -103,7 +103,7 @@ def verify(exp: Experiment, scratch: Path, *, log_path: Path | None = None) -> V
         if not run.trains or path is None or path in seen:
             continue
         seen.add(path)
-        declared = (exp.preference_data if run.type == "dpo" else exp.training_data).splits or {}
+        declared = exp.data_section(run).splits or {}
         ok, text, _ = check_dataset(path, declared)
         report.checks.append(Check("VERIFY_DATASET", path.name, ok, text, "splits and counts as designed",
                                    f"json load {path}"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import re
 
+from cruijff_kit.experiment.runtypes import RUN_TYPES, SFT, baseline, for_objective
+
 SHORT = {"lora_rank": "rank", "lora_alpha": "alpha", "lr": "lr", "batch_size": "bs", "epochs": "ep",
          "lora_dropout": "dropout", "weight_decay": "wd", "num_warmup_steps": "warmup", "max_seq_len": "seq",
          "gradient_accumulation_steps": "ga", "train_on_input": "toi", "dataset_label": "",
@@ -37,10 +39,10 @@ def planned_runs(data: dict, *, controls: bool) -> list[dict]:
     for model in models:
         for values in itertools.product(*(variables[k] for k in keys)) if keys else [()]:
             combo = dict(zip(keys, values))
-            runs.append({"name": run_name(model, combo), "type": "fine-tuned", "model": model,
+            runs.append({"name": run_name(model, combo), "type": for_objective(SFT).name, "model": model,
                          "parameters": combo})
         if controls:
-            runs.append({"name": f"{model}_base", "type": "control", "model": model})
+            runs.append({"name": f"{model}_base", "type": baseline().name, "model": model})
     return runs
 
 
@@ -51,7 +53,7 @@ def default_matrix(data: dict, runs: list[dict]) -> list[dict]:
     epochs = (data.get("controls") or {}).get("epochs", 1)
     matrix = []
     for run in runs:
-        if run["type"] == "control":
+        if not RUN_TYPES[run["type"]].per_epoch:
             matrix.append({"run": run["name"], "tasks": tasks, "epochs": None})
         else:
             last = run.get("parameters", {}).get("epochs", epochs) - 1

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.experiment import layout
 from cruijff_kit.files import read_json
 
-JOBS_FILE = "jobs.json"
+JOBS_FILE = layout.JOBS
 
 
 @dataclass
@@ -34,7 +35,7 @@ class JobSpec:
     @property
     def exit_code_file(self) -> str:
         """Written by the job script itself when it ends (fallback when accounting is absent)."""
-        return self.script + ".exitcode"
+        return layout.exit_code_file(self.script)
 
 
 def jobs_payload(experiment: str, jobs: list[JobSpec]) -> dict:
@@ -44,7 +45,7 @@ def jobs_payload(experiment: str, jobs: list[JobSpec]) -> dict:
 
 
 def read_jobs(exp_dir: str | Path) -> list[JobSpec]:
-    path = Path(exp_dir) / JOBS_FILE
+    path = layout.jobs_file(exp_dir)
     data = read_json(path, kind=dict)
     if data is None:
         raise UserError(f"no {JOBS_FILE}: this experiment has not been scaffolded", where=str(exp_dir),

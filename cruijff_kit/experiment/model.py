@@ -5,6 +5,9 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
+from cruijff_kit.experiment.runtypes import RUN_TYPES, RunType
+
 TRUE_STRINGS = {"true": True, "True": True, "false": False, "False": False}
 
 
@@ -93,7 +96,7 @@ class Dataset:
 @dataclass(frozen=True)
 class Run:
     name: str
-    type: str  # fine-tuned | control | eval-only | dpo
+    type: str  # a key of experiment.runtypes.RUN_TYPES
     model: str
     parameters: dict = field(default_factory=dict)
     controls: Controls = field(default_factory=Controls)  # controls with this run's parameters applied
@@ -106,8 +109,13 @@ class Run:
     compute: dict = field(default_factory=dict)
 
     @property
+    def kind(self) -> RunType:
+        """This run's row of the run-type table."""
+        return RUN_TYPES[self.type]
+
+    @property
     def trains(self) -> bool:
-        return self.type in ("fine-tuned", "dpo")
+        return self.kind.trains
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ class Cell:
 
     @property
     def dirname(self) -> str:
-        return self.task if self.epoch is None else f"{self.task}_epoch{self.epoch}"
+        return layout.cell_dirname(self.task, self.epoch)
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,11 @@ class Experiment:
                     out.append(Cell(row["run"], task, epoch, row.get("vis_label", "")))
         return out
 
+    def data_section(self, run: Run) -> Dataset | None:
+        """The data section a run trains on (its type's data key); data.training for runs that do not train."""
+        return self.preference_data if run.kind.data_key == "preference" else self.training_data
+
     def dataset_file(self, run: Run) -> Path | None:
-        data = self.preference_data if run.type == "dpo" and self.preference_data else self.training_data
+        """The file a run trains on (dpo without data.preference falls back to data.training)."""
+        data = self.data_section(run) or self.training_data
         return data.file_for(run.dataset_label) if data else None

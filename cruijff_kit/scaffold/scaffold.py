@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cruijff_kit.errors import Problem, UserError, closest
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.settings import Settings
 
-SUMMARY_FILE = "experiment_summary.yaml"
+SUMMARY_FILE = layout.DESIGN
 LIST_LIMIT = 12
 
 
@@ -107,7 +108,7 @@ def _design_copy(exp: Experiment) -> str:
     from cruijff_kit.files import yaml_dump
     from cruijff_kit.render import render
 
-    return render("experiment_summary.yaml.j2", exp=exp, body=yaml_dump(resolved_design(exp)))
+    return render(f"{layout.DESIGN}.j2", exp=exp, body=yaml_dump(resolved_design(exp)))
 
 
 def _run_of(rel: str, names: set) -> str | None:
@@ -119,8 +120,7 @@ def _stale_runs(exp: Experiment) -> list[str]:
     names = {r.name for r in exp.runs}
     if not exp.dir.is_dir():
         return []
-    return sorted(p.name for p in exp.dir.iterdir()
-                  if p.is_dir() and p.name not in names and ((p / "finetune.slurm").exists() or (p / "eval").is_dir()))
+    return sorted(p.name for p in exp.dir.iterdir() if p.name not in names and layout.is_run_dir(p))
 
 
 def _merge_jobs(exp_dir: Path, jobs: list, selected: set) -> list:
@@ -129,7 +129,7 @@ def _merge_jobs(exp_dir: Path, jobs: list, selected: set) -> list:
     from cruijff_kit.files import read_json
     from cruijff_kit.experiment.jobs import JobSpec
 
-    old = {j["id"]: j for j in (read_json(exp_dir / "jobs.json") or {}).get("jobs", [])}
+    old = {j["id"]: j for j in (read_json(layout.jobs_file(exp_dir)) or {}).get("jobs", [])}
     out = []
     for job in jobs:
         if job.run in selected:
@@ -242,7 +242,7 @@ def scaffold(design: str | Path, *, profile: str | None = None, dry_run: bool = 
         files.add(SUMMARY_FILE, _design_copy(exp))
     for rel, text in (extra_files or {}).items():
         files.add(rel, text)
-    files.add("jobs.json", json.dumps(jobs_payload(exp.name, jobs), indent=2, sort_keys=True, default=str) + "\n")
+    files.add(layout.JOBS, json.dumps(jobs_payload(exp.name, jobs), indent=2, sort_keys=True, default=str) + "\n")
     frozen = [] if force else _freeze_submitted(exp.dir, jobs, files)
     outcome = Outcome(exp, jobs, files, None, warnings, skipped, _stale_runs(exp), per_worker, frozen=frozen)
     if dry_run:

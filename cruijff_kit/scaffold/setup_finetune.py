@@ -50,8 +50,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
+from cruijff_kit.experiment import layout
+from cruijff_kit.experiment.runtypes import OBJECTIVES, SFT, for_objective
 
-SETUP_FILE = "setup_finetune.yaml"
+SETUP_FILE = layout.SETUP_FINETUNE
 DEFAULT_MODEL = "Llama-3.2-1B-Instruct"
 IDENTITY = ("objective", "experiment_name", "my_wandb_project", "my_wandb_entity", "my_wandb_run_name", "model_name",
             "model_registry", "model_dir", "models_dir", "model_component", "dataset_label", "dataset_ext",
@@ -186,9 +188,10 @@ def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dic
     training = {"path": str(dataset)}
     if text("dataset_label"):
         training["dataset_label"] = text("dataset_label")
-    objective = text("objective", "sft").lower()
-    if objective not in ("sft", "dpo"):
+    objective = text("objective", SFT).lower()
+    if objective not in OBJECTIVES:
         problems.error("objective", f"{objective!r} is not an objective", "use sft (default) or dpo")
+    kind = for_objective(objective if objective in OBJECTIVES else SFT)
     slurm = {}
     for key in SLURM:
         if key in raw and raw[key] not in (None, ""):
@@ -206,9 +209,9 @@ def translate(raw: dict, run_dir: Path, settings, where: str) -> tuple[dict, dic
         "tools": {"preparation": "torchtune", "evaluation": "inspect-ai"},
         "controls": controls,
         "models": {"base": [model]},
-        "data": {"preference" if objective == "dpo" else "training": training},
+        "data": {kind.data_key: training},
         "output": output,
-        "runs": [{"name": run, "type": "dpo" if objective == "dpo" else "fine-tuned", "model": model_name, **({"slurm_overrides": slurm} if slurm else {})}],
+        "runs": [{"name": run, "type": kind.name, "model": model_name, **({"slurm_overrides": slurm} if slurm else {})}],
     }
     extras = {
         "output_dir": path(text("output_dir_base")) / f"ck-out-{run}" if text("output_dir_base") else None,
@@ -237,13 +240,12 @@ def _settings_with_env(settings, env: dict):
 def _adopt_experiment_manifest(run_dir: Path) -> None:
     """Files scaffold rendered into this run dir count as ours (not as user edits) for the run's own manifest."""
     from cruijff_kit.files import read_json, sha256, write_json
-    from cruijff_kit.render import MANIFEST
 
-    parent = read_json(run_dir.parent / MANIFEST) or {}
-    mine_path = run_dir / MANIFEST
+    parent = read_json(layout.manifest_file(run_dir.parent)) or {}
+    mine_path = layout.manifest_file(run_dir)
     mine = read_json(mine_path) or {}
     changed = False
-    for name in ("finetune.yaml", "finetune.slurm"):
+    for name in (layout.FINETUNE_CONFIG, layout.FINETUNE_SCRIPT):
         target, key = run_dir / name, f"{run_dir.name}/{name}"
         if name not in mine and key in parent and target.exists() and parent[key] == sha256(target.read_bytes()):
             mine[name] = parent[key]
@@ -295,7 +297,7 @@ def setup_finetune(run_dir: str | Path = ".", *, config: str = SETUP_FILE, setti
     warnings = extras["warnings"] + [p for p in translated + found if p.level == "warning"]
     texts = worker.render_run(plan, exp, run_settings)
     files = RenderSet(run_dir)
-    for name in ("finetune.yaml", "finetune.slurm"):
+    for name in (layout.FINETUNE_CONFIG, layout.FINETUNE_SCRIPT):
         files.add(name, texts[name], executable=name.endswith(".slurm"))
     if dry_run:
         return files, None, warnings
@@ -319,7 +321,7 @@ def main(args) -> int:
         print(f"  wrote {rel}")
     for rel in report.preserved:
         print(f"  kept {rel} (edited by you; --force overwrites)")
-    print(f"Next: sbatch {files.root / 'finetune.slurm'}   (or: bash {files.root / 'finetune.slurm'})")
+    print(f"Next: sbatch {files.root / layout.FINETUNE_SCRIPT}   (or: bash {files.root / layout.FINETUNE_SCRIPT})")
     return 0
 
 

@@ -20,14 +20,16 @@ from datetime import datetime
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.experiment import layout
+from cruijff_kit.experiment.runtypes import RUN_TYPES
 from cruijff_kit.workers.inspect.scores import cell_logs, cell_scores
 from cruijff_kit.files import read_json
 from cruijff_kit.workers.torchtune.losses import OVERFIT_ABS, OVERFIT_REL, LossCurve, output_dir_from_config, read_losses
 
-SUMMARY_YAML = "experiment_summary.yaml"
-STATE_FILE = ".ck/state.json"
-COMPUTE_FILE = "compute.json"
-TRAINING_SUMMARY = "training_summary.json"
+SUMMARY_YAML = layout.DESIGN
+STATE_FILE = layout.STATE
+COMPUTE_FILE = layout.COMPUTE
+TRAINING_SUMMARY = layout.TRAINING_SUMMARY
 SATURATION = 0.95
 NOT_SCORES = ("stderr", "std", "var")  # metrics that describe spread, not a score
 
@@ -109,7 +111,7 @@ class Collected:
 
     @property
     def has_controls(self) -> bool:
-        return any(r.type == "control" for r in self.runs)
+        return any(RUN_TYPES[r.type].baseline for r in self.runs)
 
     @property
     def tasks(self) -> list[str]:
@@ -131,7 +133,7 @@ def read_state(exp_dir: Path) -> dict[str, dict]:
 
 def read_jobs_json(exp_dir: Path) -> dict[str, dict]:
     try:
-        data = read_json(exp_dir / "jobs.json", {}) or {}
+        data = read_json(layout.jobs_file(exp_dir), {}) or {}
     except (OSError, ValueError):
         return {}
     jobs = data.get("jobs") if isinstance(data, dict) else None
@@ -173,7 +175,7 @@ def read_record(path: Path) -> dict:
 
 def run_output_dir(exp, exp_dir: Path, run, jobs: dict, settings) -> Path:
     """finetune.yaml's output_dir, else jobs.json's train job, else the settings' scratch layout."""
-    config = exp_dir / run.name / "finetune.yaml"
+    config = layout.run_dir(exp_dir, run.name) / layout.FINETUNE_CONFIG
     if config.is_file():
         try:
             return output_dir_from_config(config)
@@ -204,7 +206,7 @@ def run_values(exp, run) -> dict:
 
 # -- eval logs -------------------------------------------------------------------------------------
 def cell_log_dir(exp_dir: Path, run: str, dirname: str) -> Path:
-    return exp_dir / run / "eval" / dirname / "logs"
+    return layout.cell_logs(exp_dir, run, dirname)
 
 
 def read_cell(cell: CellResult, paths: list[Path], exp_dir: Path) -> None:
@@ -276,7 +278,8 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
             else:
                 note = f" (train job {result.train_state})" if result.train_state else ""
                 flags.append(Flag("no_losses", run.name, f"no DiskLogger logs under {out}/logs{note}"))
-            record = {**read_record(out / TRAINING_SUMMARY), **read_record(exp_dir / run.name / COMPUTE_FILE)}
+            record = {**read_record(layout.training_summary(out)),
+                      **read_record(layout.compute_file(layout.run_dir(exp_dir, run.name)))}
             result.wall_s = _number(record, "wall_s", "wall_time_s", "elapsed_s", "train_s") or duration(train_job)
             result.tokens_per_s = _number(record, "tokens_per_s", "tokens_per_second")
             result.peak_memory_gb = _number(record, "peak_memory_gb", "gpu_peak_memory_gb")
@@ -293,11 +296,12 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
         paths = found[id(cell)]
         if not paths:
             job = f" (eval job {cell.job_state})" if cell.job_state else ""
-            flags.append(Flag("missing", cell.run, f"no .eval log in {cell.run}/eval/{cell.dirname}/logs{job}",
+            flags.append(Flag("missing", cell.run, f"no .eval log in {layout.cell_relpath(cell.run, cell.dirname)}/"
+                              f"{layout.LOGS}{job}",
                               cell.dirname))
             continue
         read_cell(cell, paths, exp_dir)
-        job_wall = _number(read_record(cell_log_dir(exp_dir, cell.run, cell.dirname).parent / COMPUTE_FILE),
+        job_wall = _number(read_record(layout.compute_file(layout.cell_dir(exp_dir, cell.run, cell.dirname))),
                            "wall_s")
         cell.eval_s = job_wall if job_wall is not None else cell.eval_s
         done += 1
@@ -337,10 +341,10 @@ def add_deltas(collected: Collected) -> None:
     """
     runs = {r.name: r for r in collected.runs}
     exp_runs = {r.name: r for r in collected.exp.runs}
-    controls = [c for c in collected.cells if runs[c.run].type == "control" and c.status == "success"]
+    controls = [c for c in collected.cells if RUN_TYPES[runs[c.run].type].baseline and c.status == "success"]
     for cell in collected.cells:
         run = exp_runs[cell.run]
-        if run.type == "control":
+        if run.kind.baseline:
             continue
         for base in controls:
             other = exp_runs[base.run]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.files import atomic_write, replace_block
 from cruijff_kit.fmt import fmt_seconds
 from cruijff_kit.workers.torchtune.losses import csv_cell
@@ -15,8 +16,8 @@ from cruijff_kit.render import RESULTS_BLOCK, render
 from cruijff_kit.summarize.collect import Collected, columns, rows
 from cruijff_kit.summarize.plots import cell_label, figure_title, metric_label, value_text
 
-ANALYSIS = "analysis"
-SUMMARY_MD = "experiment_summary.md"
+ANALYSIS = layout.ANALYSIS
+SUMMARY_MD = layout.SUMMARY_MD
 START, END = RESULTS_BLOCK
 
 

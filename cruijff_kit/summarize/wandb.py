@@ -19,8 +19,9 @@ from pathlib import Path
 
 from cruijff_kit.errors import UserError
 from cruijff_kit.jobscript import tool_executable
+from cruijff_kit.experiment import layout
 
-PATTERN = "logs/wandb/offline-run-*"
+PATTERN = f"{layout.LOGS}/wandb/offline-run-*"
 
 
 def offline_runs(exp_dir: str | Path, settings=None) -> tuple[object, list[tuple[str, Path]]]:

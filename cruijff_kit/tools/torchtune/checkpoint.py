@@ -22,6 +22,8 @@ from torch import nn
 from torchtune import training
 from torchtune.modules.peft import get_lora_module_names, get_merged_lora_ckpt
 
+from cruijff_kit.experiment import layout
+
 __all__ = [
     "ADAPTER_FILES",
     "RECIPE_STATE_FILE",
@@ -93,7 +95,7 @@ def build_lora_checkpoint(model: nn.Module, *, rank: int, alpha: float, lora_att
 
 
 def epoch_dir(output_dir: str | os.PathLike, epoch: int) -> Path:
-    return Path(output_dir) / f"epoch_{epoch}"
+    return layout.epoch_dir(output_dir, epoch)
 
 
 def tidy_epoch_dir(path: str | os.PathLike) -> None:

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
-SUMMARY_FILE = "training_summary.json"
-
-
-def saved_epochs(output_dir: Path) -> list[int]:
-    return sorted(int(m.group(1)) for p in output_dir.glob("epoch_*")
-                  if p.is_dir() and (m := re.fullmatch(r"epoch_(\d+)", p.name)))
+from cruijff_kit.experiment.layout import TRAINING_SUMMARY as SUMMARY_FILE
+from cruijff_kit.experiment.layout import epoch_dir, epoch_dirname, saved_epochs
 
 
 def pick(output_dir: str | Path, which: str | int) -> int:
@@ -34,7 +29,7 @@ def pick(output_dir: str | Path, which: str | int) -> int:
         return saved[-1]
     if which.isdigit():
         if int(which) not in saved:
-            raise ValueError(f"{out}/epoch_{which} does not exist (saved: {saved})")
+            raise ValueError(f"{out}/{epoch_dirname(int(which))} does not exist (saved: {saved})")
         return int(which)
     if which != "best":
         raise ValueError(f"'{which}' is not best, last or an epoch number")
@@ -60,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"pick_epoch: {exc}", file=sys.stderr)
         return 1
-    print(str(Path(argv[0]) / f"epoch_{epoch}") if as_dir else epoch)
+    print(str(epoch_dir(argv[0], epoch)) if as_dir else epoch)
     return 0
 
 

@@ -13,13 +13,15 @@ side never imports inspect_ai), eval datasets without the requested split.
 from __future__ import annotations
 
 import ast
-import json
 import sys
 from functools import lru_cache
 from pathlib import Path
 
 from cruijff_kit.errors import ProblemList, UserError, closest
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.model import Cell, Experiment, Run, Task
+from cruijff_kit.experiment.resolve import TEXT_COMPLETION, resolve_run
+from cruijff_kit.experiment.runtypes import BASE_MODEL, GIVEN_CHECKPOINT
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.render import RenderSet
@@ -28,8 +30,8 @@ from cruijff_kit.settings import Settings
 from cruijff_kit.workers.inspect.taskscan import parse_script, task_problem
 
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
-CONFIG_FILE = "eval_config.yaml"
-SCRIPT_FILE = "inspect.slurm"
+CONFIG_FILE = layout.EVAL_CONFIG
+SCRIPT_FILE = layout.EVAL_SCRIPT
 
 # Known scorers and their parameters (plain data: validation needs no inspect import).
 # param -> {"type": bool|str|number|list, "choices": [...], "required": bool}. Kept in step with
@@ -125,62 +127,16 @@ def dataset_splits(path: str, mtime: float) -> dict | str:
 
 
 # -- where each cell's model and data come from ----------------------------------------------------
-def root_model(exp: Experiment, run: Run):
-    """The design's base model of a run (followed along base_run when the run names none itself)."""
-    names = {m.name for m in exp.models}
-    cur, seen = run, set()
-    while cur.model not in names and cur.base_run and cur.name not in seen:
-        seen.add(cur.name)
-        cur = exp.run(cur.base_run)
-    return exp.model(cur.model)
-
-
-@lru_cache(maxsize=64)
-def _spec(name: str, registry_key: str, component_json: str):
-    from cruijff_kit.models.registry import lookup
-
-    try:
-        return lookup(name=name, registry_key=registry_key,
-                      component=json.loads(component_json) if component_json else None)
-    except UserError:
-        return None  # the preparation worker / design verify report unknown models
-
-
-def model_spec(exp: Experiment, run: Run):
-    """The registry entry of a run's base model, or None for a model the registry cannot resolve."""
-    model = root_model(exp, run)
-    return _spec(model.name, model.registry, json.dumps(model.component, sort_keys=True) if model.component else "")
-
-
-def dataset_type(exp: Experiment, run: Run) -> str:
-    """What training uses (torchtune worker's rule): base (non-instruct) models get text_completion
-    unless the design sets dataset_type explicitly."""
-    explicit = "dataset_type" in (run.parameters or {}) or "dataset_type" in ((exp.raw or {}).get("controls") or {})
-    spec = model_spec(exp, run)
-    if spec is not None and not spec.instruct and not explicit:
-        return "text_completion"
-    return run.controls.dataset_type
-
-
-def base_model_path(exp: Experiment, settings: Settings, run: Run) -> Path:
-    """The model a run's adapters apply to: its base model, or the checkpoint of its base_run."""
-    if run.base_run:
-        base = exp.run(run.base_run)
-        epoch = base.controls.epochs - 1 if run.base_epoch in ("last", "best") else int(run.base_epoch)
-        return settings.output_dir(exp.name, base.name) / f"epoch_{epoch}"
-    return root_model(exp, run).path
-
-
 def cell_model(exp: Experiment, settings: Settings, run: Run, cell: Cell) -> dict:
-    """model_path (what is evaluated), base_model_path (for adapter merges / tokenizer), adapter_only."""
-    if run.type == "control":
-        return {"model_path": root_model(exp, run).path, "base_model_path": None, "adapter_only": False}
-    if run.type == "eval-only":
-        return {"model_path": run.checkpoint_path, "base_model_path": root_model(exp, run).path,
-                "adapter_only": False}
-    adapter_only = bool(run.controls.save_adapter_weights_only)
-    return {"model_path": settings.output_dir(exp.name, run.name) / f"epoch_{cell.epoch}",
-            "base_model_path": base_model_path(exp, settings, run), "adapter_only": adapter_only}
+    """model_path (what is evaluated), base_model_path (for adapter merges / tokenizer), adapter_only:
+    what the run type is evaluated as (experiment.runtypes), with paths from experiment.resolve."""
+    r = resolve_run(exp, run, settings)
+    if r.kind.evaluated_as == BASE_MODEL:
+        return {"model_path": r.model.path, "base_model_path": None, "adapter_only": False}
+    if r.kind.evaluated_as == GIVEN_CHECKPOINT:
+        return {"model_path": run.checkpoint_path, "base_model_path": r.model.path, "adapter_only": False}
+    return {"model_path": r.checkpoint(cell.epoch), "base_model_path": r.adapter_base,
+            "adapter_only": bool(run.controls.save_adapter_weights_only)}
 
 
 def cell_dataset(exp: Experiment, run: Run, task: Task) -> Path | None:
@@ -207,11 +163,11 @@ def cell_prompts(run: Run, task: Task, kind: str) -> tuple[str, str]:
     """
     prompt = task.prompt if task.prompt is not None else run.controls.prompt
     system = task.system_prompt if task.system_prompt is not None else run.controls.system_prompt
-    return prompt, ("" if kind == "text_completion" else system)
+    return prompt, ("" if kind == TEXT_COMPLETION else system)
 
 
 def cell_relpath(cell: Cell) -> str:
-    return f"{cell.run}/eval/{cell.dirname}"
+    return layout.cell_relpath(cell.run, cell.dirname)
 
 
 def vis_label(cell: Cell) -> str:
@@ -264,7 +220,7 @@ def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
     _check_prompts(exp, cells, problems, task_index)
     _check_data(exp, cells, problems, task_index)
     for i, run in enumerate(exp.runs):
-        if run.type == "eval-only" and run.checkpoint_path and not Path(run.checkpoint_path).is_dir():
+        if run.kind.evaluated_as == GIVEN_CHECKPOINT and run.checkpoint_path and not Path(run.checkpoint_path).is_dir():
             problems.error(f"runs[{i}].checkpoint_path", f"checkpoint not found: {run.checkpoint_path}",
                            "point checkpoint_path at an existing model or adapter directory")
         if not run.trains and run.name in evaluated:
@@ -273,7 +229,7 @@ def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
                                f"run {run.name} evaluates on cuda but its eval jobs request no GPU",
                                "use device: cpu, or request GPUs (slurm_overrides.gpus / Default GPUs in "
                                "claude.local.md)")
-            if dataset_type(exp, run) == "text_completion" and run.controls.system_prompt:
+            if resolve_run(exp, run, settings).dataset_type == TEXT_COMPLETION and run.controls.system_prompt:
                 problems.warn(f"runs[{i}]", f"run {run.name} uses text_completion, which has no system turn: "
                               "its system prompt is not shown to the model", "put it into the prompt template")
 
@@ -339,7 +295,7 @@ def _check_data(exp: Experiment, cells: list[Cell], problems: ProblemList, task_
 def cell_resources(exp: Experiment, settings: Settings, run: Run) -> dict:
     """SBATCH resources of a run's eval jobs: registry defaults, claude.local.md, slurm_overrides;
     no GPU unless the run's device is cuda (as for training)."""
-    spec = model_spec(exp, run)
+    spec = resolve_run(exp, run, settings).spec
     overrides = job_overrides(run, "eval", exp.evaluation.compute)
     if run.controls.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
@@ -350,7 +306,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
     """Everything eval_config.yaml holds for one cell."""
     run, task = exp.run(cell.run), exp.task(cell.task)
     cell_dir = exp.dir / cell_relpath(cell)
-    kind = dataset_type(exp, run)
+    kind = resolve_run(exp, run, settings).dataset_type
     prompt, system_prompt = cell_prompts(run, task, kind)
     data = cell_dataset(exp, run, task)
     ev = exp.evaluation
@@ -371,7 +327,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
                       "prompt": prompt, "system_prompt": system_prompt},
         "dataset_type": kind,
         "generation": generation, "limit": ev.limit, "scorers": task_scorers(exp, task),
-        "vis_label": vis_label(cell), "log_dir": str(cell_dir / "logs"),
+        "vis_label": vis_label(cell), "log_dir": str(cell_dir / layout.LOGS),
         "device": run.controls.device, "dtype": run.controls.dtype, "source": source_of(exp),
     }
 
@@ -389,7 +345,7 @@ def cell_provenance(context: dict, python: str) -> dict:
 
 def source_of(exp: Experiment) -> str:
     """What rendered files name as their source: the resolved design copy in the experiment dir."""
-    return str(exp.dir / "experiment_summary.yaml")
+    return str(layout.design_file(exp.dir))
 
 
 def render(exp: Experiment, settings: Settings, files: RenderSet, task_args: dict | None = None) -> list[JobSpec]:
@@ -407,7 +363,7 @@ def render(exp: Experiment, settings: Settings, files: RenderSet, task_args: dic
         files.add(f"{rel}/{CONFIG_FILE}", render_template(f"inspect/{CONFIG_FILE}.j2", **context))
         job = JobSpec(
             id=job_id(cell), kind="eval", run=run.name, script=f"{rel}/{SCRIPT_FILE}",
-            after=[f"{run.name}.train"] if run.trains else [], log=str(cell_dir / "slurm-%j.out"),
+            after=[f"{run.name}.train"] if run.trains else [], log=str(layout.job_log(cell_dir)),
             output_dir=context["log_dir"], stage=run.stage, task=cell.task, epoch=cell.epoch,
             meta={"cell": cell.dirname, "vis_label": context["vis_label"], "model_path": context["model_path"],
                   "config": f"{rel}/{CONFIG_FILE}"})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cruijff_kit.errors import UserError
 from cruijff_kit.jobscript import tool_executable
+from cruijff_kit.experiment import layout
 
 DEFAULT_PORT = 7575
 
@@ -22,7 +23,7 @@ DEFAULT_PORT = 7575
 def eval_log_dirs(exp_dir: Path) -> dict[Path, int]:
     """{cell log dir: number of .eval logs} for every eval cell of the experiment that has logs."""
     dirs: dict[Path, int] = {}
-    for log in sorted(exp_dir.glob("*/eval/*/logs/*.eval")):
+    for log in sorted(exp_dir.glob(layout.EVAL_LOG_GLOB)):
         dirs[log.parent] = dirs.get(log.parent, 0) + 1
     return dirs
 

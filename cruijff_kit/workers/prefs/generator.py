@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 
 from cruijff_kit.errors import ProblemList
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.model import Experiment
+from cruijff_kit.experiment.resolve import epoch_choice, resolve_run
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.jobscript import job_environment
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
 
-SCRIPT = "prefs/prefs.slurm"
+SCRIPT = layout.PREFS_SCRIPT
 AT = "data.preference.generate"
 
 
@@ -41,18 +43,13 @@ def job_id(exp: Experiment) -> str:
 
 def _epoch(exp: Experiment, gen: dict) -> tuple[int, bool]:
     """(epoch number, best?) of from_run's checkpoint to sample from."""
-    run = exp.run(gen["from_run"])
-    which = gen.get("epoch", "last")
-    last = run.controls.epochs - 1
-    if which == "best":
-        return last, True
-    return (last if which == "last" else int(which)), False
+    return epoch_choice(exp.run(gen["from_run"]), gen.get("epoch", "last"))
 
 
 def consumers(exp: Experiment) -> list:
-    """The dpo runs that train on the generated preference file."""
+    """The runs that train on the generated preference file (their type's data key is `preference`)."""
     path = str(exp.preference_data.file_for("")) if exp.preference_data else ""
-    return [r for r in exp.runs if r.type == "dpo" and str(exp.dataset_file(r)) == path]
+    return [r for r in exp.runs if r.kind.data_key == "preference" and str(exp.dataset_file(r)) == path]
 
 
 def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
@@ -79,16 +76,15 @@ def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
 
 
 def _args(exp: Experiment, settings: Settings, gen: dict) -> list[str]:
-    from cruijff_kit.workers.inspect.evaluator import dataset_type, root_model
-
     run = exp.run(gen["from_run"])
+    resolved = resolve_run(exp, run, settings)
     c = run.controls
     args = ["--dataset", str(gen["source"]), "--out", str(exp.preference_data.file_for("")),
             "--prompt", c.prompt, "--system-prompt", c.system_prompt,
-            "--dataset-type", dataset_type(exp, run), "--seed", str(c.seed), "--device", c.device,
+            "--dataset-type", resolved.dataset_type, "--seed", str(c.seed), "--device", c.device,
             "--dtype", c.dtype]
     if c.save_adapter_weights_only:  # the epoch dir holds only the adapter: name the model it applies to
-        args += ["--base-model", str(root_model(exp, run).path)]
+        args += ["--base-model", str(resolved.model.path)]
     for key, flag in (("k", "--k"), ("scorer", "--scorer"), ("max_tokens", "--max-tokens"),
                       ("temperature", "--temperature"), ("limit", "--limit")):
         if gen.get(key) is not None:
@@ -111,7 +107,7 @@ def render(exp: Experiment, settings: Settings, files, jobs: list[JobSpec]) -> l
         return []
     run = exp.run(gen["from_run"])
     epoch, best = _epoch(exp, gen)
-    base_out = settings.output_dir(exp.name, run.name)
+    checkpoint = resolve_run(exp, run, settings).checkpoint(epoch)
     out = exp.preference_data.file_for("")
     split = gen.get("split") or "train"
     readers = consumers(exp)
@@ -120,16 +116,16 @@ def render(exp: Experiment, settings: Settings, files, jobs: list[JobSpec]) -> l
     stage = "prefs" if exp.stage("prefs") is not None else run.stage
     jid = job_id(exp)
     job = JobSpec(id=jid, kind="prefs", run=run.name, script=SCRIPT, after=[f"{run.name}.train"],
-                  log=str(exp.dir / "prefs" / "slurm-%j.out"), output_dir=str(out.parent), stage=stage,
+                  log=str(layout.job_log(exp.dir / layout.PREFS_DIR)), output_dir=str(out.parent), stage=stage,
                   epoch=None if best else epoch,
                   meta={"out": str(out), "source": str(gen["source"]), "splits": splits,
-                        "checkpoint": str(base_out / f"epoch_{epoch}"), "epoch": "best" if best else epoch,
+                        "checkpoint": str(checkpoint), "epoch": "best" if best else epoch,
                         "from_run": run.name})
     text = render_template(
         "prefs/prefs.slurm.j2", job_name=jid, job_id=jid, log=job.log, res=cell_resources(exp, settings, run),
         env=job_environment(settings, exp.dir), workdir=str(exp.dir), exit_code_file=str(exp.dir / job.exit_code_file),
-        source=str(exp.dir / "experiment_summary.yaml"), from_run=run.name, out_dir=str(out.parent),
-        checkpoint=str(base_out / f"epoch_{epoch}"), pick_best_from=str(base_out) if best else "",
+        source=str(layout.design_file(exp.dir)), from_run=run.name, out_dir=str(out.parent),
+        checkpoint=str(checkpoint), pick_best_from=str(checkpoint.parent) if best else "",
         args=_args(exp, settings, gen), splits=splits)
     files.add(SCRIPT, text, executable=True)
     names = {r.name for r in readers}

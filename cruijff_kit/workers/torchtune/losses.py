@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cruijff_kit.errors import UserError
+from cruijff_kit.experiment import layout
 
-LOGS_DIR = "logs"
-CONFIG_FILE = "finetune.yaml"
+LOGS_DIR = layout.LOGS
+CONFIG_FILE = layout.FINETUNE_CONFIG
 STEP_LINE = re.compile(r"^\s*Step\s+(-?\d+)\s*\|\s*(.*?)\s*$")
 FILE_TIME = re.compile(r"(\d+)")
 # overfitting: the last val loss exceeds the best by more than max(REL * best, ABS)

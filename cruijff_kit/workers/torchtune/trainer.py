@@ -44,13 +44,17 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 
-from cruijff_kit.errors import ProblemList, UserError
+from cruijff_kit.errors import ProblemList
 from cruijff_kit.compute.estimates import recommended_mem, scaffold_estimate
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.experiment.jobs import JobSpec
+from cruijff_kit.experiment.resolve import CHAT_COMPLETION, TEXT_COMPLETION, resolve_run
+from cruijff_kit.experiment.runtypes import DPO
 from cruijff_kit.jobscript import job_environment, job_overrides, resources
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
+from cruijff_kit.render import yaml_scalar
 from cruijff_kit.settings import Settings
 
 RECIPE_MODULE = "cruijff_kit.tools.torchtune.custom_recipes.lora_finetune_single_device_val"
@@ -67,27 +71,22 @@ DPO_RECIPE_MODULE = "cruijff_kit.tools.torchtune.custom_recipes.lora_dpo_single_
 RECIPE_ALIASES.update({DPO_RECIPE_MODULE: DPO_RECIPE_MODULE, "lora_dpo_single_device_val": DPO_RECIPE_MODULE})
 DATASET_COMPONENT = "cruijff_kit.tools.torchtune.datasets.input_output_dataset"
 PREFERENCE_COMPONENT = "cruijff_kit.tools.torchtune.preference.preference_dataset"
-FILES = ("setup_finetune.yaml", "finetune.yaml", "finetune.slurm")
+FILES = layout.RUN_FILES
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=:,~-]+\Z")  # what may reach an #SBATCH line or a bare path
 SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*\Z")  # \Z: `$` would let a trailing newline in
 
 
 # -- YAML scalars ----------------------------------------------------------------------------------
-def _quote(text: str) -> str:
-    """A double-quoted YAML scalar that round-trips any string (libyaml escapes what JSON cannot)."""
-    if text.isascii() and text.isprintable():
-        return json.dumps(text)
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(text, Dumper=dumper, default_style='"', width=1 << 30, allow_unicode=True).rstrip("\n")
-
-
 _OMEGA = re.compile(r"(\\*)\$\{")
 
 
+def omegaconf_escape(text: str) -> str:
+    r"""`${` made literal for OmegaConf (torchtune's config loader): `\${`, earlier backslashes doubled."""
+    return _OMEGA.sub(lambda m: m.group(1) * 2 + "\\${", text)
+
+
 def yv(value, *, omegaconf: bool = False) -> str:
-    """YAML text for a value. Floats always carry a '.', so PyYAML reads 1e-05 back as a float.
+    """YAML text for a value (render.yaml_scalar, the one scalar writer; lists and mappings in flow style).
     With omegaconf, `${` in strings is escaped so OmegaConf (torchtune's loader) keeps it literal."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yv(v, omegaconf=omegaconf) for v in value) + "]"
@@ -98,22 +97,9 @@ def yv(value, *, omegaconf: bool = False) -> str:
 
 @lru_cache(maxsize=65536)  # a sweep repeats the same values run after run
 def _scalar(value, _type, omegaconf: bool) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exp = text.split("e")
-            text = f"{mantissa}.0e{exp}"
-        return text
-    text = str(value)
-    if omegaconf and "${" in text:
-        text = _OMEGA.sub(lambda m: m.group(1) * 2 + "\\${", text)
-    return _quote(text)
+    if omegaconf and isinstance(value, str) and "${" in value:
+        value = omegaconf_escape(value)
+    return yaml_scalar(value)
 
 
 # -- recipe and data lookups (cached: a 1,000-run design asks once) --------------------------------
@@ -236,26 +222,7 @@ class Plan:
 
     @property
     def dpo(self) -> bool:
-        return self.run.type == "dpo"
-
-
-def _explicit(exp: Experiment, run: Run, key: str) -> bool:
-    return key in (run.parameters or {}) or key in ((exp.raw.get("controls") or {}) if exp.raw else {})
-
-
-def _model_spec(exp: Experiment, name: str, cache: dict):
-    if name not in cache:
-        index = next((i for i, m in enumerate(exp.models) if m.name == name), None)
-        if index is None:
-            cache[name] = (None, None, UserError(f"'{name}' is not in models.base", where=str(exp.source)))
-        else:
-            m = exp.models[index]
-            try:
-                cache[name] = (m, registry.lookup(name=m.name, registry_key=m.registry, component=m.component,
-                                                  where=str(exp.source), path=f"models.base[{index}]"), None)
-            except UserError as exc:
-                cache[name] = (m, None, exc)
-    return cache[name]
+        return self.run.kind.objective == DPO
 
 
 def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemList, *, index: int = 0,
@@ -269,32 +236,27 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     def param(key: str) -> str:
         return f"{at}.parameters.{key}" if key in (run.parameters or {}) else f"controls.{key}"
 
-    dpo = run.type == "dpo"
+    dpo = run.kind.objective == DPO
+    resolved = resolve_run(exp, run, settings)
     if dpo and c.packed:
         problems.error(param("packed"), "dpo runs cannot pack sequences", "set packed: false for this run")
     if dpo and c.train_on_input:
         problems.error(param("train_on_input"), "dpo trains on the responses only (the prompt is always masked)",
                        "set train_on_input: false for this run")
-    names = {m.name for m in exp.models}
-    base_model_name, cur, seen = run.model, run, set()
-    while base_model_name not in names and cur.base_run and cur.name not in seen:  # inherit along base_run
-        seen.add(cur.name)
-        cur = exp.run(cur.base_run)
-        base_model_name = cur.model
-    model, spec, err = _model_spec(exp, base_model_name, cache)
+    model, spec, err = resolved.model, resolved.spec, resolved.spec_error  # model inherited along base_run
     if err is not None:
         for p in err.problems:
             problems.error(p.path or f"{at}.model", p.message, p.hint)
         return None
     # paths
-    run_dir = run_dir or exp.dir / run.name
-    out = output_dir or settings.output_dir(exp.name, run.name)
+    run_dir = run_dir or layout.run_dir(exp.dir, run.name)
+    out = output_dir or resolved.output_dir
     for label, path, key in ((("experiment dir", exp.dir, "experiment.dir"), ("output dir", out, "scratch dir"),
                                ("model dir", model.path, f"models.base[{exp.models.index(model)}].path"))):
         if not SAFE_PATH.match(str(path)) or ".." in Path(path).parts:
             problems.error(key, f"the {label} {str(path)!r} has characters job scripts cannot take safely",
                            "use letters, digits and . _ - / only (no spaces, quotes, $ or ..)")
-    dataset = exp.dataset_file(run)
+    dataset = resolved.data_file
     if dataset is None:
         problems.error(at, "this run trains but the design has no training data",
                        "add data.preference" if dpo else "add data.training")
@@ -304,7 +266,7 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     sizes = cache["sizes", dataset]
     generated = dpo and exp.preference_data is not None and exp.preference_data.generate
     if sizes is None and not generated:  # a generated preference file is written by the prefs job
-        problems.warn(f"data.{'preference' if dpo else 'training'}.path", f"{dataset} not found (yet)",
+        problems.warn(f"data.{run.kind.data_key}.path", f"{dataset} not found (yet)",
                       "create it before the run starts (the job reads it then)")
     if sizes is not None and not dpo:
         chars = longest_example(str(dataset))
@@ -313,15 +275,12 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
             problems.warn(param("max_seq_len"), f"the longest training example of {dataset} is about {tokens} "
                           f"tokens but max_seq_len is {c.max_seq_len}: longer examples are truncated",
                           "raise max_seq_len (upstream cruijff_kit's default is 2048) or shorten the examples")
-    # dataset type: base models get text_completion unless the design insists
-    dataset_type = c.dataset_type
-    if not spec.instruct:
-        if not _explicit(exp, run, "dataset_type"):
-            dataset_type = "text_completion"
-        elif dataset_type == "chat_completion":
-            problems.warn(param("dataset_type"), f"{spec.key} is a base model but the run uses chat_completion",
-                          "base models have no trained chat template; text_completion is the usual choice")
-    if dataset_type == "text_completion" and c.system_prompt:
+    # dataset type: base models get text_completion unless the design insists (experiment.resolve)
+    dataset_type = resolved.dataset_type
+    if not spec.instruct and resolved.dataset_type_explicit and dataset_type == CHAT_COMPLETION:
+        problems.warn(param("dataset_type"), f"{spec.key} is a base model but the run uses chat_completion",
+                      "base models have no trained chat template; text_completion is the usual choice")
+    if dataset_type == TEXT_COMPLETION and c.system_prompt:
         problems.error(param("system_prompt"), "text_completion has no system turn, so the system prompt "
                        "would be dropped", "put it into the prompt template or use chat_completion")
     # validation: our recipes validate only when dataset_val is given (every N steps, 0 = epoch ends only)
@@ -378,18 +337,14 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     ckpt_dir = model.path
     pick_best_from = ""
     if run.base_run and base_checkpoint is None:
-        base = exp.run(run.base_run)
+        base = resolved.base_run
         if base.controls.save_adapter_weights_only:
             problems.error(f"{at}.base_run", f"'{base.name}' saves adapter weights only, so there is no "
                            "merged model to start from", f"set save_adapter_weights_only: false for {base.name}")
-        if run.base_epoch == "best":  # known only once the base run has trained: picked in the job script
-            pick_best_from = str(settings.output_dir(exp.name, base.name))
-            epoch = base.controls.epochs - 1  # what finetune.yaml names until the job overrides it
-        elif run.base_epoch == "last":
-            epoch = base.controls.epochs - 1
-        else:
-            epoch = int(run.base_epoch)
-        base_checkpoint = settings.output_dir(exp.name, base.name) / f"epoch_{epoch}"
+        # base_epoch best is known only once the base run has trained: picked in the job script, and
+        # finetune.yaml names the last epoch until the job overrides it
+        pick_best_from = str(resolved.pick_best_from or "")
+        base_checkpoint = resolved.base_checkpoint
     if base_checkpoint is not None:
         ckpt_dir = base_checkpoint
     wandb = {}
@@ -477,7 +432,7 @@ def setup_yaml(plan: Plan, exp: Experiment) -> str:
         controls["dpo_beta"] = float(c.dpo_beta)
     model = exp.model(plan.run.model) if plan.run.model in {m.name for m in exp.models} else None
     ident = {
-        "objective": "dpo" if plan.dpo else "sft",
+        "objective": plan.run.kind.objective,
         "experiment_name": exp.name, "my_wandb_project": exp.wandb_project, "my_wandb_entity": exp.wandb_entity,
         "my_wandb_run_name": plan.run.name, "model_name": model.name if model is not None else spec.key,
     }
@@ -500,15 +455,15 @@ def setup_yaml(plan: Plan, exp: Experiment) -> str:
 
 
 def finetune_slurm(plan: Plan, settings: Settings, exp_dir: Path, source: str, env: dict | None = None) -> str:
-    script = plan.run_dir / "finetune.slurm"
+    script = plan.run_dir / layout.FINETUNE_SCRIPT
     env = env or job_environment(settings, exp_dir)
     python = "python" if (env["venv"] or env["conda_env"]) else sys.executable
     return render_template("torchtune/finetune.slurm.j2", job_name=f"{plan.run.name}.train", job_id=f"{plan.run.name}.train",
-                  log=str(plan.output_dir / "slurm-%j.out"), res=plan.res, env=env,
-                  workdir=str(plan.run_dir), exit_code_file=str(script) + ".exitcode", source=source,
+                  log=str(layout.job_log(plan.output_dir)), res=plan.res, env=env,
+                  workdir=str(plan.run_dir), exit_code_file=layout.exit_code_file(script), source=source,
                   run=plan.run.name, output_dir=str(plan.output_dir), recipe=plan.recipe_file,
                   recipe_label=plan.recipe.rsplit(".", 1)[-1],
-                  nproc=plan.nproc, config=str(plan.run_dir / "finetune.yaml"), pick_best_from=plan.pick_best_from,
+                  nproc=plan.nproc, config=str(plan.run_dir / layout.FINETUNE_CONFIG), pick_best_from=plan.pick_best_from,
                   provenance={"python": python, "files": {"dataset": str(plan.dataset)} if plan.dataset else {},
                               "models": {"base_model": str(plan.model_dir)}})
 
@@ -516,20 +471,20 @@ def finetune_slurm(plan: Plan, settings: Settings, exp_dir: Path, source: str, e
 def render_run(plan: Plan, exp: Experiment, settings: Settings, env: dict | None = None) -> dict:
     """{file name: text} for one training run, byte-identical from scaffold and from setup_finetune
     (the job script names the run's setup_finetune.yaml as its source: its resolved parameters)."""
-    source = str(plan.run_dir / "setup_finetune.yaml")
-    return {"setup_finetune.yaml": setup_yaml(plan, exp), "finetune.yaml": finetune_yaml(plan),
-            "finetune.slurm": finetune_slurm(plan, settings, exp.dir, source, env)}
+    source = str(plan.run_dir / layout.SETUP_FINETUNE)
+    return {layout.SETUP_FINETUNE: setup_yaml(plan, exp), layout.FINETUNE_CONFIG: finetune_yaml(plan),
+            layout.FINETUNE_SCRIPT: finetune_slurm(plan, settings, exp.dir, source, env)}
 
 
 def job_spec(plan: Plan) -> JobSpec:
     run = plan.run
-    return JobSpec(id=f"{run.name}.train", kind="train", run=run.name, script=f"{plan.rel_dir}/finetune.slurm",
+    return JobSpec(id=f"{run.name}.train", kind="train", run=run.name, script=f"{plan.rel_dir}/{layout.FINETUNE_SCRIPT}",
                    after=[f"{run.base_run}.train"] if run.base_run else [],
-                   log=str(plan.output_dir / "slurm-%j.out"), output_dir=str(plan.output_dir), stage=run.stage,
-                   meta={"config": f"{plan.rel_dir}/finetune.yaml", "model": run.model, "epochs": run.controls.epochs,
+                   log=str(layout.job_log(plan.output_dir)), output_dir=str(plan.output_dir), stage=run.stage,
+                   meta={"config": f"{plan.rel_dir}/{layout.FINETUNE_CONFIG}", "model": run.model, "epochs": run.controls.epochs,
                          "gpus": int(plan.res.get("gpus") or 0), "recipe": plan.recipe,
-                         "objective": "dpo" if plan.dpo else "sft", "dataset_type": plan.dataset_type,
-                         "chat_template": plan.dataset_type == "chat_completion",
+                         "objective": run.kind.objective, "dataset_type": plan.dataset_type,
+                         "chat_template": plan.dataset_type == CHAT_COMPLETION,
                          **({"base_checkpoint": str(plan.base_checkpoint)} if plan.base_checkpoint else {}),
                          **({"base_epoch": "best"} if plan.pick_best_from else {})})
 

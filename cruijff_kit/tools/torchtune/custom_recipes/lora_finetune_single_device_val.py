@@ -74,13 +74,14 @@ from torchtune.modules.peft import (
 )
 from tqdm import tqdm
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.tools.torchtune.checkpoint import RECIPE_STATE_FILE, save_lora_checkpoint
 from cruijff_kit.tools.torchtune.datasets import as_bool
 
 log = utils.get_logger("INFO")
 
 RECIPE_NAME = "cruijff_kit.lora_finetune_single_device_val"
-SUMMARY_FILE = "training_summary.json"
+SUMMARY_FILE = layout.TRAINING_SUMMARY
 GLOBAL_STEP_KEY = "global_step"
 STATS_KEY = "cruijff_stats"
 
@@ -255,7 +256,7 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         epochs_run = int(state[training.EPOCHS_KEY])
         rel_adapter = cfg.checkpointer.get("adapter_checkpoint", None)
-        adapter_path = self._ckpt_output_dir / (rel_adapter or f"epoch_{epochs_run - 1}/adapter_model.pt")
+        adapter_path = self._ckpt_output_dir / (rel_adapter or f"{layout.epoch_dirname(epochs_run - 1)}/adapter_model.pt")
         if not adapter_path.exists():
             raise FileNotFoundError(f"resume_from_checkpoint: {state_path} says {epochs_run} epoch(s) ran, "
                                     f"but the adapter {adapter_path} is missing")

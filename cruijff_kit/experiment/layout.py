@@ -1,0 +1,187 @@
+"""Every path and file name of an experiment directory, in one place (stdlib only: tools/ may import it).
+
+The scaffolded experiment directory is the contract between the pipeline's stages (design ->
+scaffold -> run -> summarize): each stage reads what an earlier one wrote, so every name is spelled
+here once and imported everywhere else. Constants are names relative to the directory in the left
+column; functions take that directory and return a Path.
+
+    {exp}/                       an experiment directory
+      experiment_summary.yaml    DESIGN, design_file()        the design (scaffold writes the resolved copy)
+      experiment_summary.md      SUMMARY_MD, summary_md()     the plan; Status / Results blocks rewritten in place
+      jobs.json                  JOBS, jobs_file()            the job graph scaffold writes and run reads
+      .ck/                       CK_DIR, ck_dir()             bookkeeping nobody edits by hand:
+        state.json               STATE, state_file()            run state of every job (under STATE_LOCK)
+        state.lock               STATE_LOCK
+        manifest.json            MANIFEST, manifest_file()      hashes of rendered files (no-clobber); any RenderSet root
+        continue.slurm           CONTINUATION                   the SLURM continuation job of a gated experiment
+      analysis/                  ANALYSIS, analysis_dir()     summarize's tables and plots
+      prefs/prefs.slurm          PREFS_DIR, PREFS_SCRIPT      the preference-generation job
+      {run}/                     run_dir(), is_run_dir()      one per run
+        setup_finetune.yaml      SETUP_FINETUNE                 the run's resolved parameters (flat, legacy format)
+        finetune.yaml            FINETUNE_CONFIG                the torchtune config
+        finetune.slurm           FINETUNE_SCRIPT                the training job script (RUN_FILES: these three)
+        compute.json             COMPUTE, compute_file()        what the job cost (also in every eval cell dir)
+        eval/                    EVAL_DIR
+          {task}[_epoch{N}]/     cell_dirname(), cell_relpath(), cell_dir()   one eval cell
+            eval_config.yaml     EVAL_CONFIG
+            inspect.slurm        EVAL_SCRIPT
+            logs/                LOGS, cell_logs()              inspect-ai's .eval logs
+      <script>.exitcode          EXIT_CODE_SUFFIX, exit_code_file()   the status a job script writes when it ends
+      slurm-%j.out               JOB_LOG, job_log()           a job's stdout/stderr (%j = job id), in its log dir
+    is_scaffolded(exp)           jobs.json or .ck/ present
+    globs from {exp}: RUN_COMPUTE_GLOB (training records), EVAL_LOG_GLOB (every cell's .eval logs);
+    from {run}: CELL_COMPUTE_GLOB, cell_compute_files()
+
+    {output_dir}/                a training run's outputs (where: settings.output_dir(exp, run))
+      epoch_{N}/                 EPOCH_PREFIX, EPOCH_DIR (regex), epoch_dirname(), epoch_dir(), epoch_of(),
+                                 saved_epochs()   a checkpoint per epoch (0-indexed)
+      logs/                      LOGS, logs_dir()             torchtune's DiskLogger
+      training_summary.json      TRAINING_SUMMARY, training_summary()   what our recipes report each epoch
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+DESIGN = "experiment_summary.yaml"
+SUMMARY_MD = "experiment_summary.md"
+JOBS = "jobs.json"
+CK_DIR = ".ck"
+STATE = f"{CK_DIR}/state.json"
+STATE_LOCK = f"{CK_DIR}/state.lock"
+MANIFEST = f"{CK_DIR}/manifest.json"
+CONTINUATION = f"{CK_DIR}/continue.slurm"
+ANALYSIS = "analysis"
+PREFS_DIR = "prefs"
+PREFS_SCRIPT = f"{PREFS_DIR}/prefs.slurm"
+
+SETUP_FINETUNE = "setup_finetune.yaml"
+FINETUNE_CONFIG = "finetune.yaml"
+FINETUNE_SCRIPT = "finetune.slurm"
+RUN_FILES = (SETUP_FINETUNE, FINETUNE_CONFIG, FINETUNE_SCRIPT)  # what the torchtune worker writes per run
+COMPUTE = "compute.json"
+EVAL_DIR = "eval"
+EVAL_CONFIG = "eval_config.yaml"
+EVAL_SCRIPT = "inspect.slurm"
+LOGS = "logs"
+JOB_LOG = "slurm-%j.out"
+EXIT_CODE_SUFFIX = ".exitcode"
+TRAINING_SUMMARY = "training_summary.json"
+
+# globs over an experiment dir
+RUN_COMPUTE_GLOB = f"*/{COMPUTE}"  # every run's training compute record
+CELL_COMPUTE_GLOB = f"{EVAL_DIR}/*/{COMPUTE}"  # (from a run dir) every eval cell's compute record
+EVAL_LOG_GLOB = f"*/{EVAL_DIR}/*/{LOGS}/*.eval"  # every inspect-ai log of every cell
+
+EPOCH_PREFIX = "epoch_"
+EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+# -- the experiment directory ----------------------------------------------------------------------
+def design_file(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / DESIGN
+
+
+def summary_md(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / SUMMARY_MD
+
+
+def jobs_file(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / JOBS
+
+
+def ck_dir(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / CK_DIR
+
+
+def state_file(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / STATE
+
+
+def manifest_file(root: str | Path) -> Path:
+    return Path(root) / MANIFEST
+
+
+def analysis_dir(exp_dir: str | Path) -> Path:
+    return Path(exp_dir) / ANALYSIS
+
+
+def is_scaffolded(exp_dir: str | Path) -> bool:
+    """Has scaffold (or a run) touched this directory?"""
+    return jobs_file(exp_dir).is_file() or ck_dir(exp_dir).is_dir()
+
+
+# -- runs and eval cells ---------------------------------------------------------------------------
+def run_dir(exp_dir: str | Path, run: str) -> Path:
+    return Path(exp_dir) / run
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A directory scaffold rendered for a run (a training script or eval cells in it)."""
+    path = Path(path)
+    return path.is_dir() and ((path / FINETUNE_SCRIPT).exists() or (path / EVAL_DIR).is_dir())
+
+
+def cell_dirname(task: str, epoch: int | None) -> str:
+    """`{task}` for a cell without epochs (control, eval-only), else `{task}_epoch{N}`."""
+    return task if epoch is None else f"{task}_epoch{epoch}"
+
+
+def cell_relpath(run: str, dirname: str) -> str:
+    """An eval cell's directory relative to the experiment dir."""
+    return f"{run}/{EVAL_DIR}/{dirname}"
+
+
+def cell_dir(exp_dir: str | Path, run: str, dirname: str) -> Path:
+    return Path(exp_dir) / cell_relpath(run, dirname)
+
+
+def cell_logs(exp_dir: str | Path, run: str, dirname: str) -> Path:
+    return cell_dir(exp_dir, run, dirname) / LOGS
+
+
+def cell_compute_files(run_dir_: str | Path) -> list[Path]:
+    """The compute records of a run's eval cells, sorted."""
+    return sorted(Path(run_dir_).glob(CELL_COMPUTE_GLOB))
+
+
+def compute_file(job_dir: str | Path) -> Path:
+    """A job's compute record, next to its script (run dir or eval cell dir)."""
+    return Path(job_dir) / COMPUTE
+
+
+def exit_code_file(script: str | Path) -> str:
+    return str(script) + EXIT_CODE_SUFFIX
+
+
+def job_log(directory: str | Path) -> Path:
+    return Path(directory) / JOB_LOG
+
+
+# -- a training run's output dir -------------------------------------------------------------------
+def epoch_dirname(epoch: int) -> str:
+    return f"{EPOCH_PREFIX}{epoch}"
+
+
+def epoch_dir(output_dir: str | Path, epoch: int) -> Path:
+    return Path(output_dir) / epoch_dirname(epoch)
+
+
+def epoch_of(name: str) -> int | None:
+    """The epoch number of an `epoch_N` directory name, else None."""
+    m = EPOCH_DIR.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def saved_epochs(output_dir: str | Path) -> list[int]:
+    """Epoch numbers of the `epoch_N/` directories in an output dir, sorted."""
+    out = Path(output_dir)
+    return sorted(n for p in out.glob(f"{EPOCH_PREFIX}*") if p.is_dir() and (n := epoch_of(p.name)) is not None)
+
+
+def logs_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / LOGS
+
+
+def training_summary(output_dir: str | Path) -> Path:
+    return Path(output_dir) / TRAINING_SUMMARY
