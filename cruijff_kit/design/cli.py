@@ -3,6 +3,7 @@
   expand FILE    fill `runs` (and a default evaluation matrix) from variables x models
   verify FILE    check models, datasets, eval tasks and disk; log every check
   summary FILE   render experiment_summary.md (the human plan) into the experiment directory
+  files          where the schema, the example designs and the settings example are (plugin or clone)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cruijff_kit.errors import UserError
 
 
 def configure(parser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary}", required=True)
+    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary,files}", required=True)
     p = sub.add_parser("expand", help="fill runs from variables x models (names {model}_{param}{value})")
     p.add_argument("file", help="experiment_summary.yaml")
     p.add_argument("--controls", action="store_true", help="add a {model}_base control run per model")
@@ -31,10 +32,50 @@ def configure(parser) -> None:
     p.add_argument("--priors", action="append", default=[], metavar="DIR",
                    help="another scratch dir with prior runs for the Compute Estimates (as `estimate --priors`)")
     p.add_argument("--dry-run", action="store_true", help="print the Markdown, write nothing")
+    p = sub.add_parser("files", help="print where the schema, example designs and settings example are")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def main(args) -> int:
-    return {"expand": expand_main, "verify": verify_main, "summary": summary_main}[args.action](args)
+    return {"expand": expand_main, "verify": verify_main, "summary": summary_main,
+            "files": files_main}[args.action](args)
+
+
+# files a design session reads, relative to the pack root (a clone, or the installed plugin's copy)
+PACK_FILES = {"example_sanity_check": "sanity_checks/predictable_or_not/experiment_summary.yaml",
+              "example_sweep": "examples/lora_rank_sweep/experiment_summary.yaml",
+              "example_staged": "examples/sft_then_dpo/experiment_summary.yaml",
+              "settings_example": "claude.local.md.example"}
+
+
+def pack_root() -> Path | None:
+    """$CLAUDE_PLUGIN_ROOT (an installed plugin), else the checkout the package was installed from."""
+    import os
+
+    import cruijff_kit
+
+    for candidate in (os.environ.get("CLAUDE_PLUGIN_ROOT"), Path(cruijff_kit.__file__).resolve().parent.parent):
+        if candidate and (Path(candidate) / PACK_FILES["settings_example"]).is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def files_main(args) -> int:
+    import json
+
+    import cruijff_kit
+
+    package = Path(cruijff_kit.__file__).resolve().parent
+    root = pack_root()
+    files = {"package": str(package), "schema": str(package / "experiment" / "schema.json"),
+             "templates": str(package / "templates"), "pack_root": str(root) if root else None}
+    files.update({key: str(root / rel) if root else None for key, rel in PACK_FILES.items()})
+    if args.json:
+        print(json.dumps(files, indent=2))
+        return 0
+    for key, value in files.items():
+        print(f"  {key:<22} {value or '- (not found: set CLAUDE_PLUGIN_ROOT or install from a clone)'}")
+    return 0
 
 
 def expand_main(args) -> int:
