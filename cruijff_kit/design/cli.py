@@ -18,7 +18,8 @@ def configure(parser) -> None:
     p = sub.add_parser("expand", help="fill runs from variables x models (names {model}_{param}{value})")
     p.add_argument("file", help="experiment_summary.yaml")
     p.add_argument("--controls", action="store_true", help="add a {model}_base control run per model")
-    p.add_argument("--force", action="store_true", help="replace runs that are already defined")
+    p.add_argument("--force", action="store_true",
+                   help="re-expand a design that has runs: new runs get matrix rows, existing runs keep theirs")
     p.add_argument("--yes", action="store_true", help="allow more than 1,000 runs")
     p.add_argument("--dry-run", action="store_true", help="print the run names, write nothing")
     p = sub.add_parser("verify", help="check models, datasets, eval tasks and disk; log each check")
@@ -80,7 +81,7 @@ def files_main(args) -> int:
 
 def expand_main(args) -> int:
     from cruijff_kit.errors import ValidationFailed
-    from cruijff_kit.experiment.expand import REFUSE_ABOVE, WARN_ABOVE, expand
+    from cruijff_kit.experiment.expand import REFUSE_ABOVE, WARN_ABOVE, changes, expand
     from cruijff_kit.experiment.load import check, read_yaml, resolve_design_path
     from cruijff_kit.files import atomic_write, yaml_dump
 
@@ -99,8 +100,14 @@ def expand_main(args) -> int:
     problems = check(expanded, str(path))
     if problems.errors:
         raise ValidationFailed(problems.problems)
+    diff = changes(data, expanded) if data.get("runs") else {"added": [], "kept": [], "removed": []}
     for run in expanded["runs"]:
-        print(f"  {run['name']}  ({run['type']})")
+        mark = "  (new)" if run["name"] in diff["added"] else ""
+        print(f"  {run['name']}  ({run['type']}){mark}")
+    for name in diff["removed"]:
+        print(f"  {name}  (removed, with its evaluation.matrix rows)")
+    if diff["kept"]:
+        print(f"{len(diff['kept'])} existing runs kept as they were, with their evaluation.matrix rows")
     if args.dry_run:
         print(f"{n} runs (dry run: nothing written)")
         return 0
