@@ -764,15 +764,17 @@ def test_walkthrough_design_scaffold_run_summarize(tmp_path):
     settings_file.write_text("# walk-through settings\n- Executor: local\n")
     name = "walk_rank_2025-11-01"
     exp_dir = scratch / "ck-experiments" / name
-    exp_dir.mkdir(parents=True)
     data = tmp_path / "data" / "constant.json"
     data.parent.mkdir()
     records = [{"input": ",".join(str(i + k) for k in range(5)), "output": "42"} for i in range(72)]
     data.write_text(json.dumps({"train": records[:64], "validation": records[64:]}))
     design_file = exp_dir / "experiment_summary.yaml"
-    design_file.write_text(yaml.safe_dump(_walk_design(data, name), sort_keys=False))
+    draft_file = scratch / "ck-drafts" / name / "experiment_summary.yaml"  # the design before approval
+    draft_file.parent.mkdir(parents=True)
+    draft_file.write_text(yaml.safe_dump(_walk_design(data, name), sort_keys=False))
 
-    values = {**placeholders(), "design_file": str(design_file), "experiment_dir": str(exp_dir),
+    values = {**placeholders(), "design_file": str(design_file), "draft_file": str(draft_file),
+              "experiment_dir": str(exp_dir),
               "experiment_name": name, "models_dir": str(models_dir), "scratch_dir": str(scratch),
               "executor": "local", "run_name": "tiny-llama_rank8", "run_dir": str(exp_dir / "tiny-llama_rank8")}
     # every step must exist before anything slow runs: name the missing verbs at once
@@ -792,6 +794,9 @@ def test_walkthrough_design_scaffold_run_summarize(tmp_path):
     for step, path, line_no, line in steps:
         for tokens in split_commands(substitute(line, values)[0]):
             verb, args = cli_call(tokens)
+            if [verb, *args[:1]] == ["design", "save"]:  # nothing in the experiment dir before approval
+                assert not design_file.exists() and not (exp_dir / "design-experiment.log").exists()
+                assert not (exp_dir / "experiment_summary.md").exists()
             proc = subprocess.run([*program, verb, *args], cwd=REPO, env=env, capture_output=True, text=True,
                                   timeout=1200)
             transcript.append(f"$ cruijff-kit {shlex.join([verb, *args])}  [{proc.returncode}]")

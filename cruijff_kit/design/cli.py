@@ -3,6 +3,7 @@
   expand FILE    fill `runs` (and a default evaluation matrix) from variables x models
   verify FILE    check models, datasets, eval tasks and disk; log every check
   summary FILE   render experiment_summary.md (the human plan) into the experiment directory
+  save DRAFT     after approval: write the drafted design into its experiment directory (absolute paths)
   files          where the schema, the example designs and the settings example are (plugin or clone)
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from cruijff_kit.errors import UserError
 
 
 def configure(parser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary,files}", required=True)
+    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary,save,files}", required=True)
     p = sub.add_parser("expand", help="fill runs from variables x models (names {model}_{param}{value})")
     p.add_argument("file", help="experiment_summary.yaml")
     p.add_argument("--controls", action="store_true", help="add a {model}_base control run per model")
@@ -33,13 +34,37 @@ def configure(parser) -> None:
     p.add_argument("--priors", action="append", default=[], metavar="DIR",
                    help="another scratch dir with prior runs for the Compute Estimates (as `estimate --priors`)")
     p.add_argument("--dry-run", action="store_true", help="print the Markdown, write nothing")
+    p = sub.add_parser("save", help="after approval: write the draft as {experiment_dir}/experiment_summary.yaml")
+    p.add_argument("file", help="the drafted experiment_summary.yaml (outside the experiment directory)")
+    p.add_argument("--force", action="store_true", help="replace a different design already saved there")
     p = sub.add_parser("files", help="print where the schema, example designs and settings example are")
     p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def main(args) -> int:
     return {"expand": expand_main, "verify": verify_main, "summary": summary_main,
-            "files": files_main}[args.action](args)
+            "save": save_main, "files": files_main}[args.action](args)
+
+
+def save_main(args) -> int:
+    from cruijff_kit.design.draft import absolutize
+    from cruijff_kit.experiment.load import SUMMARY_FILE, load_experiment, read_yaml, resolve_design_path
+    from cruijff_kit.files import atomic_write, yaml_dump
+
+    draft = resolve_design_path(args.file)
+    exp = load_experiment(draft)  # exits 2 with every problem of an invalid draft
+    target = exp.dir / SUMMARY_FILE
+    if target.resolve() == draft.resolve():
+        print(f"{target}: already in the experiment directory")
+        return 0
+    text = yaml_dump(absolutize(read_yaml(draft), draft.parent.resolve()))
+    if target.exists() and target.read_text() != text and not args.force:
+        raise UserError("a different design is already saved there", where=str(target),
+                        hint="pass --force to replace it, or choose another experiment name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, text)
+    print(f"wrote {target} ({len(exp.runs)} runs, {len(exp.cells())} eval cells)")
+    return 0
 
 
 # files a design session reads, relative to the pack root (a clone, or the installed plugin's copy)
