@@ -1,6 +1,6 @@
 # cruijff_kit: every target sets itself up (venv, pinned installs). Two commands matter to newcomers:
 #   make sanity-check   -> the main job: the predictable_or_not sanity check, tiny model, end to end on CPU
-#   make test           -> the whole test suite (starts a single-node SLURM first)
+#   make test           -> the whole test suite (starts a single-node SLURM first; validates the Claude Code plugin)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +10,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: venv sanity-check test test-fast slurm-up slurm-down bench lint
+.PHONY: venv sanity-check test test-fast slurm-up slurm-down bench lint plugin-check node
+
+# The pinned Claude Code CLI that validates the plugin (.claude-plugin/); installed under .ci/node (gitignored).
+CLAUDE_CODE_VERSION := 2.1.332
+CLAUDE := .ci/node/node_modules/.bin/claude
 
 venv: $(VENV)/.installed
 
@@ -30,8 +34,27 @@ slurm-up:
 slurm-down:
 	@bash scripts/slurm-local.sh down
 
-test: venv slurm-up
+test: venv slurm-up plugin-check
 	@set -o pipefail; CK_REQUIRE_SLURM=1 $(PY) -m pytest -q tests
+
+# node and npm from apt, only when missing (non-interactive)
+node:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "[cruijff_kit] installing nodejs and npm with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+
+$(CLAUDE): | node
+	@echo "[cruijff_kit] installing @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) into .ci/node"
+	@npm install --prefix .ci/node --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+
+# `claude plugin validate .`: the plugin manifest, the local marketplace, every skill and agent
+plugin-check: $(CLAUDE)
+	@$(CLAUDE) --version | grep -q '^$(CLAUDE_CODE_VERSION) ' || \
+	  npm install --prefix .ci/node --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	@$(CLAUDE) plugin validate . >/dev/null || $(CLAUDE) plugin validate .
+	@echo "[cruijff_kit] claude plugin validate . passed (Claude Code $(CLAUDE_CODE_VERSION))"
 
 test-fast: venv
 	@$(PY) -m pytest -q -m "not slow" tests

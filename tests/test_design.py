@@ -104,7 +104,7 @@ def test_summary_sections_parse_back(tmp_path, capsys, scratch):
     text = out.read_text()
     sections = re.findall(r"^## (.+)$", text, re.M)
     assert sections == ["Overview", "Variables", "All Runs", "Resources", "Evaluation Plan", "Configuration",
-                        "Compute Estimates", "Naming Conventions", "Status", "Quick Reference"]
+                        "Compute Estimates", "Notes", "Naming Conventions", "Status", "Quick Reference"]
     runs_table = text.split("## All Runs")[1].split("##")[0]
     rows = [line for line in runs_table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split("|")[1].strip() for row in rows] == [r.name for r in load_experiment(SANITY).runs]

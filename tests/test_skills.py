@@ -48,6 +48,7 @@ REQUIRED_SKILLS = {
                           "experiment_generation.md", "estimation.md"},
     "scaffold-experiment": {"SKILL.md"},
     "run-experiment": {"SKILL.md"},
+    "check-experiment": {"SKILL.md"},
     "summarize-experiment": {"SKILL.md"},
     "create-inspect-task": {"SKILL.md"},
     "ck-setup": {"SKILL.md"},
@@ -62,10 +63,8 @@ NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 CLI_PROGRAMS = {"cruijff-kit", ".venv/bin/cruijff-kit"}
 PYTHONS = {"python", "python3", ".venv/bin/python"}
 SHELL_LANGS = {"bash", "sh", "shell", "console", ""}
-REQUIRED_ALLOW = ["Bash(cruijff-kit *)", "Bash(python -m cruijff_kit*)", "Bash(squeue *)", "Bash(sacct *)",
-                  "Bash(sinfo *)", "Bash(scontrol show *)"]
 WALK_RE = re.compile(r"<!--\s*walkthrough:\s*(\d+)\s*-->")
-PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDER_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR} is the shell's
 
 
 # -- reading the pack --------------------------------------------------------------------------------
@@ -368,11 +367,17 @@ def test_agent_frontmatter(agent):
     assert len(data["description"]) <= 1024
     assert data["model"] in AGENT_MODELS, f"{where}: model must be one of {sorted(AGENT_MODELS)}"
     tools = agent_tools(agent)
-    assert "Bash" not in tools, f"{where}: least privilege: list Bash(pattern) rules, not all of Bash"
     assert not {"Write", "Edit", "NotebookEdit"} & set(tools), f"{where}: agents never write rendered files"
     for tool in tools:
-        assert re.match(r"^(Read|Glob|Grep|Bash\([^()]+\))$", tool), f"{where}: unexpected tool '{tool}'"
+        # `tools:` names whole tools: a Bash(pattern) there grants all of Bash, so it would only pretend to be
+        # a boundary. The boundary is .claude/settings.json (see test_settings_*).
+        assert tool in {"Bash", "Read", "Glob", "Grep"}, f"{where}: list whole tools, not '{tool}'"
     assert body.strip(), f"{where}: the body is the agent's system prompt"
+    # every tool listed is used: shell blocks for Bash, a file read for Read, and nothing unused
+    uses = {"Bash": any(b.lang in SHELL_LANGS for b in fenced_blocks(agent)),
+            "Read": re.search(r"\bRead\b", body) is not None,
+            "Glob": re.search(r"\bGlob\b", body) is not None, "Grep": re.search(r"\bGrep\b", body) is not None}
+    assert all(uses[t] for t in tools), f"{where}: lists tools it never uses: {[t for t in tools if not uses[t]]}"
 
 
 def agent_tools(agent: Path) -> list[str]:
@@ -493,7 +498,8 @@ def test_every_verb_the_workflow_needs_is_shown():
     """The four workflow skills show the verbs of their stage (in fenced blocks)."""
     expect = {"design-experiment": {"config", "models", "validate", "design", "estimate", "log"},
               "scaffold-experiment": {"validate", "scaffold", "log"},
-              "run-experiment": {"run", "status", "resubmit", "log"},
+              "run-experiment": {"run", "status", "estimate", "resubmit", "log"},
+              "check-experiment": {"status", "losses"},
               "summarize-experiment": {"summarize", "status", "losses", "view", "wandb", "log"},
               "create-inspect-task": {"task", "validate"},
               "ck-setup": {"config", "models"}}
@@ -648,53 +654,6 @@ def test_sync_script_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_settings_json_allows_the_cli():
-    data = json.loads((CLAUDE / "settings.json").read_text())
-    allow = data["permissions"]["allow"]
-    assert all(isinstance(rule, str) for rule in allow)
-    for rule in REQUIRED_ALLOW:
-        assert rule in allow, f".claude/settings.json: permissions.allow lacks {rule}"
-    assert "Bash" not in allow and "Bash(*)" not in allow, "allow the CLI, not every shell command"
-    # the rules really match what the skills run
-    for command in ("cruijff-kit run /x --executor slurm", "cruijff-kit", "python -m cruijff_kit.scaffold /x",
-                    "python -m cruijff_kit status /x", "squeue --me", "squeue", "sacct -j 12",
-                    "sinfo -s", "scontrol show job 12"):
-        assert any(allow_matches(r, command) for r in allow), f"no allow rule matches `{command}`"
-    for command in ("scontrol update job 12", "rm -rf /", "cruijff-kitx run"):
-        assert not any(allow_matches(r, command) for r in allow), f"`{command}` must not be allowed"
-
-
-@pytest.mark.parametrize("path", pack_files(), ids=rel)
-def test_every_cli_command_is_allowed_without_prompt(path):
-    allow = json.loads((CLAUDE / "settings.json").read_text())["permissions"]["allow"]
-    problems = []
-    for line_no, tokens, _ in cli_commands(path):
-        if tokens[0] == "__unknown_placeholder__" or not cli_call(tokens):
-            continue
-        command = shlex.join(tokens)
-        if not any(allow_matches(rule, command) for rule in allow):
-            problems.append(f"{rel(path)}:{line_no}: `{command}` matches no permissions.allow rule")
-    assert not problems, "\n".join(problems)
-
-
-@pytest.mark.parametrize("agent", agent_files(), ids=lambda p: p.stem)
-def test_agent_commands_fit_its_tools(agent):
-    """Least privilege that works: every shell command an agent is told to run is in its `tools`."""
-    rules = [t for t in agent_tools(agent) if t.startswith("Bash(")]
-    values = placeholders()
-    problems = []
-    for block in fenced_blocks(agent):
-        if block.lang not in SHELL_LANGS:
-            continue
-        for line_no, line in block_commands(block):
-            text, _ = substitute(line, values)
-            for tokens in split_commands(text):
-                command = shlex.join(tokens)
-                if not any(allow_matches(rule, command) for rule in rules):
-                    problems.append(f"{rel(agent)}:{line_no}: `{command}` is not covered by its tools")
-    assert not problems, "\n".join(problems)
-
-
 # -- claude.local.md.example ----------------------------------------------------------------------------
 DOCUMENTED_FIELDS = {"scratch_dir", "models_dir", "slurm_account", "slurm_partition", "slurm_constraint",
                      "slurm_time", "slurm_gpus", "full_gpu_constraint", "shared_partition", "conda_env", "venv",
@@ -805,15 +764,17 @@ def test_walkthrough_design_scaffold_run_summarize(tmp_path):
     settings_file.write_text("# walk-through settings\n- Executor: local\n")
     name = "walk_rank_2025-11-01"
     exp_dir = scratch / "ck-experiments" / name
-    exp_dir.mkdir(parents=True)
     data = tmp_path / "data" / "constant.json"
     data.parent.mkdir()
     records = [{"input": ",".join(str(i + k) for k in range(5)), "output": "42"} for i in range(72)]
     data.write_text(json.dumps({"train": records[:64], "validation": records[64:]}))
     design_file = exp_dir / "experiment_summary.yaml"
-    design_file.write_text(yaml.safe_dump(_walk_design(data, name), sort_keys=False))
+    draft_file = scratch / "ck-drafts" / name / "experiment_summary.yaml"  # the design before approval
+    draft_file.parent.mkdir(parents=True)
+    draft_file.write_text(yaml.safe_dump(_walk_design(data, name), sort_keys=False))
 
-    values = {**placeholders(), "design_file": str(design_file), "experiment_dir": str(exp_dir),
+    values = {**placeholders(), "design_file": str(design_file), "draft_file": str(draft_file),
+              "experiment_dir": str(exp_dir),
               "experiment_name": name, "models_dir": str(models_dir), "scratch_dir": str(scratch),
               "executor": "local", "run_name": "tiny-llama_rank8", "run_dir": str(exp_dir / "tiny-llama_rank8")}
     # every step must exist before anything slow runs: name the missing verbs at once
@@ -833,6 +794,9 @@ def test_walkthrough_design_scaffold_run_summarize(tmp_path):
     for step, path, line_no, line in steps:
         for tokens in split_commands(substitute(line, values)[0]):
             verb, args = cli_call(tokens)
+            if [verb, *args[:1]] == ["design", "save"]:  # nothing in the experiment dir before approval
+                assert not design_file.exists() and not (exp_dir / "design-experiment.log").exists()
+                assert not (exp_dir / "experiment_summary.md").exists()
             proc = subprocess.run([*program, verb, *args], cwd=REPO, env=env, capture_output=True, text=True,
                                   timeout=1200)
             transcript.append(f"$ cruijff-kit {shlex.join([verb, *args])}  [{proc.returncode}]")
@@ -928,36 +892,6 @@ def _fake_env(tmp_path: Path) -> tuple[list[str], dict]:
     return [sys.executable, "-m", "cruijff_kit"], env
 
 
-def test_run_agents_train_then_eval_stage_local(tmp_path, monkeypatch):
-    """run-torchtune's commands then run-inspect's commands run every job, evaluations after training."""
-    run_fixtures = pytest.importorskip("run_fixtures")
-    program, env = _fake_env(tmp_path)
-    monkeypatch.setenv("CK_SCRATCH", env["CK_SCRATCH"])
-    monkeypatch.setenv("CK_SETTINGS", env["CK_SETTINGS"])
-    marks = tmp_path / "marks"
-    exp = run_fixtures.standard(tmp_path / "exp", marks, runs=("a", "b"), cells=("task_epoch0",),
-                                train_sleep=0.2, eval_sleep=0.1)
-    values = {**placeholders(), "experiment_dir": str(exp), "executor": "local"}
-    for agent, stage in (("run-torchtune", "train"), ("run-inspect", "eval")):
-        calls = skill_cli_calls(AGENTS / f"{agent}.md", {"run"}, values)
-        assert calls and all("--stage" in args and stage in args for _, _, args in calls), calls
-        for line_no, verb, args in calls:
-            proc = _exec(program, verb, args, env)
-            assert proc.returncode == 0, f"agents/{agent}.md:{line_no}: {proc.stdout}{proc.stderr}"
-        states = {j: s["state"] for j, s in run_fixtures.state(exp)["jobs"].items()}
-        if stage == "train":  # the training stage ran training only
-            assert states == {"a.train": "completed", "b.train": "completed",
-                              "a.eval.task_epoch0": "pending", "b.eval.task_epoch0": "pending"}, states
-    for _line, verb, args in skill_cli_calls(AGENTS / "run-inspect.md", {"status"}, values):
-        proc = _exec(program, verb, args, env)
-        assert proc.returncode == 0, proc.stderr
-        data = json.loads(proc.stdout)
-        assert data["done"] and data["counts"]["completed"] == 4, data["counts"]
-    for run in ("a", "b"):
-        assert run_fixtures.stamp(marks, f"{run}.eval.task_epoch0", "start") >= run_fixtures.stamp(
-            marks, f"{run}.train", "end")
-
-
 def test_run_skill_failure_procedure_local(tmp_path, monkeypatch):
     """run-experiment's steps on a failing training job: status shows it, the fix + resubmit completes all."""
     run_fixtures = pytest.importorskip("run_fixtures")
@@ -997,7 +931,7 @@ def test_run_skill_failure_procedure_local(tmp_path, monkeypatch):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_run_agents_on_slurm(tmp_path, monkeypatch):
-    """On SLURM the agents submit training, then evaluation right away (afterok); monitoring as they say."""
+    """On SLURM the skill's one `run` submits training and evaluation at once (afterok); the agents observe."""
     if shutil.which("sbatch") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
         pytest.skip("no SLURM here (scripts/slurm-local.sh up starts one)")
     run_fixtures = pytest.importorskip("run_fixtures")
@@ -1008,13 +942,14 @@ def test_run_agents_on_slurm(tmp_path, monkeypatch):
     exp = run_fixtures.standard(tmp_path / "exp", marks, runs=("a",), cells=("task_epoch0",),
                                 train_sleep=2, eval_sleep=0.1)
     values = {**placeholders(), "experiment_dir": str(exp), "executor": "slurm"}
-    for agent in ("run-torchtune", "run-inspect"):
-        for line_no, verb, args in skill_cli_calls(AGENTS / f"{agent}.md", {"run"}, values):
+    skill = SKILLS / "run-experiment" / "SKILL.md"
+    for line_no, verb, args in skill_cli_calls(skill, {"run"}, values):
+        if "--dry-run" not in args:
             proc = _exec(program, verb, args, env)
-            assert proc.returncode == 0, f"agents/{agent}.md:{line_no}: {proc.stdout}{proc.stderr}"
+            assert proc.returncode == 0, f"{rel(skill)}:{line_no}: {proc.stdout}{proc.stderr}"
     jobs = run_fixtures.state(exp)["jobs"]
     assert all(j["native_id"] for j in jobs.values()), "both stages submitted without waiting"
-    status = skill_cli_calls(AGENTS / "run-inspect.md", {"status"}, values)[0]
+    status = [c for c in skill_cli_calls(AGENTS / "run-inspect.md", {"status"}, values) if "--json" in c[2]][0]
 
     def finished():
         proc = _exec(program, status[1], status[2], env)

@@ -3,6 +3,8 @@
   expand FILE    fill `runs` (and a default evaluation matrix) from variables x models
   verify FILE    check models, datasets, eval tasks and disk; log every check
   summary FILE   render experiment_summary.md (the human plan) into the experiment directory
+  save DRAFT     after approval: write the drafted design into its experiment directory (absolute paths)
+  files          where the schema, the example designs and the settings example are (plugin or clone)
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ from cruijff_kit.experiment import layout
 
 
 def configure(parser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary}", required=True)
+    sub = parser.add_subparsers(dest="action", metavar="{expand,verify,summary,save,files}", required=True)
     p = sub.add_parser("expand", help="fill runs from variables x models (names {model}_{param}{value})")
     p.add_argument("file", help="experiment_summary.yaml")
     p.add_argument("--controls", action="store_true", help="add a {model}_base control run per model")
-    p.add_argument("--force", action="store_true", help="replace runs that are already defined")
+    p.add_argument("--force", action="store_true",
+                   help="re-expand a design that has runs: new runs get matrix rows, existing runs keep theirs")
     p.add_argument("--yes", action="store_true", help="allow more than 1,000 runs")
     p.add_argument("--dry-run", action="store_true", help="print the run names, write nothing")
     p = sub.add_parser("verify", help="check models, datasets, eval tasks and disk; log each check")
@@ -36,15 +39,79 @@ def configure(parser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the Markdown, write nothing")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty experiment dir cruijff_kit did not create")
+    p = sub.add_parser("save", help="after approval: write the draft as {experiment_dir}/experiment_summary.yaml")
+    p.add_argument("file", help="the drafted experiment_summary.yaml (outside the experiment directory)")
+    p.add_argument("--force", action="store_true", help="replace a different design already saved there")
+    p = sub.add_parser("files", help="print where the schema, example designs and settings example are")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def main(args) -> int:
-    return {"expand": expand_main, "verify": verify_main, "summary": summary_main}[args.action](args)
+    return {"expand": expand_main, "verify": verify_main, "summary": summary_main,
+            "save": save_main, "files": files_main}[args.action](args)
+
+
+def save_main(args) -> int:
+    from cruijff_kit.design.draft import absolutize
+    from cruijff_kit.experiment.load import SUMMARY_FILE, load_experiment, read_yaml, resolve_design_path
+    from cruijff_kit.files import atomic_write, yaml_dump
+
+    draft = resolve_design_path(args.file)
+    exp = load_experiment(draft)  # exits 2 with every problem of an invalid draft
+    target = exp.dir / SUMMARY_FILE
+    if target.resolve() == draft.resolve():
+        print(f"{target}: already in the experiment directory")
+        return 0
+    text = yaml_dump(absolutize(read_yaml(draft), draft.parent.resolve()))
+    if target.exists() and target.read_text() != text and not args.force:
+        raise UserError("a different design is already saved there", where=str(target),
+                        hint="pass --force to replace it, or choose another experiment name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, text)
+    print(f"wrote {target} ({len(exp.runs)} runs, {len(exp.cells())} eval cells)")
+    return 0
+
+
+# files a design session reads, relative to the pack root (a clone, or the installed plugin's copy)
+PACK_FILES = {"example_sanity_check": "sanity_checks/predictable_or_not/experiment_summary.yaml",
+              "example_sweep": "examples/lora_rank_sweep/experiment_summary.yaml",
+              "example_staged": "examples/sft_then_dpo/experiment_summary.yaml",
+              "settings_example": "claude.local.md.example"}
+
+
+def pack_root() -> Path | None:
+    """$CLAUDE_PLUGIN_ROOT (an installed plugin), else the checkout the package was installed from."""
+    import os
+
+    import cruijff_kit
+
+    for candidate in (os.environ.get("CLAUDE_PLUGIN_ROOT"), Path(cruijff_kit.__file__).resolve().parent.parent):
+        if candidate and (Path(candidate) / PACK_FILES["settings_example"]).is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def files_main(args) -> int:
+    import json
+
+    import cruijff_kit
+
+    package = Path(cruijff_kit.__file__).resolve().parent
+    root = pack_root()
+    files = {"package": str(package), "schema": str(package / "experiment" / "schema.json"),
+             "templates": str(package / "templates"), "pack_root": str(root) if root else None}
+    files.update({key: str(root / rel) if root else None for key, rel in PACK_FILES.items()})
+    if args.json:
+        print(json.dumps(files, indent=2))
+        return 0
+    for key, value in files.items():
+        print(f"  {key:<22} {value or '- (not found: set CLAUDE_PLUGIN_ROOT or install from a clone)'}")
+    return 0
 
 
 def expand_main(args) -> int:
     from cruijff_kit.errors import ValidationFailed
-    from cruijff_kit.experiment.expand import REFUSE_ABOVE, WARN_ABOVE, expand
+    from cruijff_kit.experiment.expand import REFUSE_ABOVE, WARN_ABOVE, changes, expand
     from cruijff_kit.experiment.load import check, read_yaml, resolve_design_path
     from cruijff_kit.files import atomic_write, yaml_dump
 
@@ -63,8 +130,14 @@ def expand_main(args) -> int:
     problems = check(expanded, str(path))
     if problems.errors:
         raise ValidationFailed(problems.problems)
+    diff = changes(data, expanded) if data.get("runs") else {"added": [], "kept": [], "removed": []}
     for run in expanded["runs"]:
-        print(f"  {run['name']}  ({run['type']})")
+        mark = "  (new)" if run["name"] in diff["added"] else ""
+        print(f"  {run['name']}  ({run['type']}){mark}")
+    for name in diff["removed"]:
+        print(f"  {name}  (removed, with its evaluation.matrix rows)")
+    if diff["kept"]:
+        print(f"{len(diff['kept'])} existing runs kept as they were, with their evaluation.matrix rows")
     if args.dry_run:
         print(f"{n} runs (dry run: nothing written)")
         return 0

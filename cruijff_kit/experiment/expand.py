@@ -3,6 +3,11 @@
 Run names are `{model}_{param}{value}[_{param}{value}...]`, e.g. `Llama-3.2-1B-Instruct_rank4`;
 base-model controls are `{model}_base`. The default matrix evaluates every fine-tuned run on every
 task at its last epoch (0-indexed) and every control once (epochs: null).
+
+Re-expanding a design that already has runs (`design expand --force`) follows the new variables: a run
+that is still planned keeps the researcher's entry (stage, slurm_overrides, ...) and its matrix rows; a
+new run gets the default matrix rows; a run no longer planned is dropped with its rows. Runs the
+expansion never makes (dpo, eval-only) are kept as they are.
 """
 from __future__ import annotations
 
@@ -61,13 +66,40 @@ def default_matrix(data: dict, runs: list[dict]) -> list[dict]:
     return matrix
 
 
+EXPANDED_TYPES = ("fine-tuned", "control")
+
+
 def expand(data: dict, *, controls: bool = False) -> dict:
-    """A copy of the design with `runs` (and, if absent, `evaluation.matrix`) filled in."""
+    """A copy of the design with `runs` and `evaluation.matrix` following variables x models."""
     out = dict(data)
-    runs = planned_runs(data, controls=controls)
+    existing = {r.get("name"): r for r in data.get("runs") or []}
+    planned = planned_runs(data, controls=controls)
+    runs = [existing.get(r["name"], r) for r in planned]
+    names = {r["name"] for r in runs}
+    runs += [r for r in data.get("runs") or [] if r.get("type") not in EXPANDED_TYPES and r.get("name") not in names]
     out["runs"] = runs
     evaluation = dict(out.get("evaluation") or {})
-    if evaluation.get("tasks") and not evaluation.get("matrix"):
-        evaluation["matrix"] = default_matrix(data, runs)
+    if evaluation.get("tasks"):
+        keep = {r["name"] for r in runs}
+        rows = [row for row in evaluation.get("matrix") or [] if row.get("run") in keep]
+        covered = {row.get("run") for row in rows}
+        rows += default_matrix(data, [r for r in runs if r["name"] not in covered and r.get("type") in EXPANDED_TYPES])
+        evaluation["matrix"] = rows
         out["evaluation"] = evaluation
     return out
+
+
+def changes(before: dict, after: dict) -> dict[str, list[str]]:
+    """Run names added, kept and removed by an expansion (for the verb's report)."""
+    old = [r.get("name") for r in before.get("runs") or []]
+    new = [r.get("name") for r in after.get("runs") or []]
+    return {"added": [n for n in new if n not in old], "kept": [n for n in new if n in old],
+            "removed": [n for n in old if n not in new]}
+
+
+def unevaluated(data: dict) -> list[str]:
+    """Runs that train (fine-tuned, dpo) but have no evaluation cell in the matrix."""
+    evaluated = {row.get("run") for row in (data.get("evaluation") or {}).get("matrix") or []
+                 if row.get("tasks") and row.get("epochs")}
+    return [r.get("name") for r in data.get("runs") or []
+            if r.get("type") in ("fine-tuned", "dpo") and r.get("name") not in evaluated]

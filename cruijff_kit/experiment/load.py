@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cruijff_kit.files import read_yaml as files_read_yaml
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
+from cruijff_kit.experiment.expand import unevaluated
 from cruijff_kit.experiment.model import (
     BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
 )
@@ -264,6 +265,9 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
             if not used:
                 problems.warn(f"variables.{var}", f"value {value!r} is not used by any run",
                               "run `cruijff-kit design expand` or add a run")
+    for name in unevaluated(data) if evaluation.get("tasks") else []:
+        problems.warn("evaluation.matrix", f"run '{name}' trains but has no eval cell",
+                      f"add a matrix row for {name} (or run `cruijff-kit design expand FILE --force`)")
     if evaluation.get("do_sample") and not evaluation.get("temperature"):
         problems.error("evaluation.temperature", "do_sample: true needs a temperature above 0",
                        "set temperature (e.g. 0.7) or do_sample: false")
