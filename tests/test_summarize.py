@@ -150,7 +150,8 @@ def test_summarize_end_to_end(experiment, capsys):
     assert "![Loss, dataset_label = pp](analysis/loss_dataset_label-pp.png)" in block
 
     figures = sorted(p.name for p in analysis.glob("*.png"))
-    assert figures == ["loss_dataset_label-pp.png", "loss_dataset_label-up.png", "scores_next_value.png"]
+    assert figures == ["comparisons_next_value.png", "loss_dataset_label-pp.png", "loss_dataset_label-up.png",
+                       "scores_next_value.png"]
     for name in figures:
         png_ok(analysis / name)
     html = (analysis / "scores.html").read_text()

@@ -10,6 +10,9 @@ every eval cell's inspect-ai log ({run}/eval/{cell}/logs/*.eval), then writes un
   scores.html                  offline, self-contained score charts and tables
   loss_*.png, scores_*.png     loss curves per variable level, score bars per task (1200 x 800 px)
   scores_viz.html              the score comparison with inspect-viz (its widget loads from a CDN)
+  comparisons.csv, comparisons_<task>.png   paired comparisons (fine-tuned vs control, between the levels of
+                               each variable): bootstrap 95% CI of the difference, McNemar / bootstrap p,
+                               Holm-corrected per table (summarize/stats.py); replicates.csv: across-seed means
 
 and fills the results block of experiment_summary.md (between <!-- ck:results:start/end -->).
 Flags (also printed): missing cells, failed evals, saturated scores, validation loss rising at the end.

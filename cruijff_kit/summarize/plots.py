@@ -48,6 +48,10 @@ def figure_title(path: Path) -> str:
     if stem.startswith("loss_"):
         var, _, level = stem[len("loss_"):].partition("-")
         return f"Loss, {var} = {level}"
+    if stem.startswith("comparisons_"):
+        return f"Paired differences with 95% CIs, {stem[len('comparisons_'):]}"
+    if stem.startswith("reliability_"):
+        return f"Reliability, {stem[len('reliability_'):]}"
     if stem.startswith("scores_"):
         return f"Scores, {stem[len('scores_'):]}"
     return stem
@@ -86,7 +90,10 @@ def score_groups(collected) -> list[tuple[str, str, list, list[str]]]:
 
 def planned(collected) -> list[str]:
     """The figure files `write_figures` would write (for --dry-run)."""
+    from cruijff_kit.summarize import statplots
+
     names = [g[0] for g in loss_groups(collected)] + [g[0] for g in score_groups(collected)]
+    names += statplots.planned(collected)
     if score_groups(collected):
         names.append("scores_viz.html")
     return names
@@ -204,6 +211,9 @@ def write_figures(collected, out_dir: Path, *, saturation: float, progress=print
         written.append(loss_figure(title, runs, out_dir / name))
     for name, title, cells, metrics in scores:
         written.append(score_figure(title, cells, metrics, out_dir / name, saturation))
+    from cruijff_kit.summarize import statplots
+
+    written += statplots.write(collected, out_dir)
     if scores:
         html = viz_html(collected, out_dir / "scores_viz.html")
         if html:

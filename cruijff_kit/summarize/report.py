@@ -12,6 +12,7 @@ from cruijff_kit.files import atomic_write, replace_block
 from cruijff_kit.fmt import fmt_seconds
 from cruijff_kit.workers.torchtune.losses import csv_cell
 from cruijff_kit.render import RESULTS_BLOCK, render
+from cruijff_kit.summarize import comparisons as comparisons_mod
 from cruijff_kit.summarize.collect import Collected, columns, rows
 from cruijff_kit.summarize.plots import cell_label, figure_title, metric_label, value_text
 
@@ -146,6 +147,8 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
     n_logs = sum(1 for x in c.cells if x.log)
     return {"exp": c.exp, "generated": c.generated, "tables": score_tables(c), "losses": loss_table(c),
             "stages": stage_tables(c), "cost": cost_table(c),
+            "comparisons": comparisons_mod.comparison_tables(c.comparisons),
+            "replicates": comparisons_mod.replicate_table(c.replicates),
             "flags": [f.line() for f in c.flags], "figures": figure_links(figures, base),
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
             "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
@@ -209,13 +212,15 @@ def render_files(c: Collected, figures: list[Path], *, saturation: float) -> dic
             "summary/summary.json.j2", experiment=c.exp.name, question=c.exp.question, generated=c.generated,
             experiment_dir=str(exp_dir), columns=cols, rows=[finite(r) for r in table], runs=runs,
             flags=[f.as_dict() for f in c.flags], saturation=saturation, stages=[finite(t) for t in c.stages],
-            cost=finite(c.cost),
+            cost=finite(c.cost), comparisons=[finite(r) for r in c.comparisons],
+            replicates=[finite(r) for r in c.replicates],
             figures=[str(p.relative_to(analysis)) for p in figures]),
         f"{ANALYSIS}/summary.md": render("summary/summary.md.j2", **context(c, figures, analysis)),
         f"{ANALYSIS}/scores.html": render("summary/scores.html.j2", exp=c.exp, generated=c.generated,
                                           tables=score_tables(c), losses=loss_table(c),
                                           flags=[f.line() for f in c.flags], charts=html_bars(c, saturation),
                                           saturation=saturation),
+        **comparisons_mod.files(c, ANALYSIS),
     }
     return files
 
