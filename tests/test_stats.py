@@ -171,3 +171,43 @@ def test_paired_statistics_match_hand_computed_values():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     agg = seed_interval([0.5, 0.6, 0.7])  # t(0.975, 2) = 4.302653
     assert agg["sd"] == pytest.approx(0.1) and agg["ci_high"] - agg["mean"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5)
+
+
+def test_replicates_expand_to_seeded_runs_that_scaffold_renders(tmp_path, scratch):
+    import yaml
+
+    from conftest_scaffold import small_design, write_design
+    from cruijff_kit.experiment.load import load_experiment
+    from cruijff_kit.scaffold.scaffold import scaffold
+    from cruijff_kit.settings import load_settings
+    from cruijff_kit.summarize.stats import configurations
+
+    design = small_design(tmp_path)
+    design.pop("runs")
+    design["evaluation"].pop("matrix")
+    design["variables"] = {"lora_rank": [4, 8]}
+    design["controls"]["replicates"] = 3
+    design["models"]["base"] = design["models"]["base"][:1]
+    path = write_design(tmp_path, design)
+    assert cli_main(["design", "expand", str(path), "--controls"]) == 0
+    exp = load_experiment(path)
+    names = [r.name for r in exp.runs]
+    assert names == [f"Llama-3.2-1B-Instruct_rank{k}_s{i}" for k in (4, 8) for i in range(3)] + \
+        ["Llama-3.2-1B-Instruct_base"]
+    assert [exp.run(n).controls.seed for n in names[:3]] == [7, 8, 9]  # controls.seed + i
+    assert configurations(exp) == {"Llama-3.2-1B-Instruct_rank4": names[:3], "Llama-3.2-1B-Instruct_rank8": names[3:6],
+                                   "Llama-3.2-1B-Instruct_base": names[6:]}
+    assert {c.run for c in exp.cells()} == set(names)
+    out = scaffold(path, settings=load_settings(), dry_run=True)
+    seeds = [yaml.safe_load(out.files.files[f"{n}/finetune.yaml"][0])["seed"] for n in names[:6]]
+    assert seeds == [7, 8, 9, 7, 8, 9]
+
+
+def test_replicates_out_of_range_is_a_one_line_error(tmp_path, scratch, capsys):
+    from conftest_scaffold import small_design, write_design
+
+    design = small_design(tmp_path)
+    design["controls"]["replicates"] = 0
+    assert cli_main(["design", "verify", str(write_design(tmp_path, design))]) == 2
+    err = capsys.readouterr().err
+    assert "controls.replicates" in err and "Traceback" not in err
