@@ -64,6 +64,7 @@ class CellResult:
     job_state: str = ""
     base_run: str = ""  # the control run this cell is compared with
     deltas: dict = field(default_factory=dict)  # "match.accuracy" -> fine-tuned minus base
+    reliability: list = field(default_factory=list)  # stats.add_reliability(): confidence bins (calibration)
 
     @property
     def job_id(self) -> str:
@@ -365,6 +366,7 @@ def add_statistics(collected: Collected, progress=print) -> None:
     started = time.monotonic()
     collected.comparisons = stats.comparisons(collected)
     collected.replicates = stats.replicate_rows(collected)
+    stats.add_reliability(collected)
     if collected.comparisons:
         progress(f"{len(collected.comparisons)} paired comparison(s) ({time.monotonic() - started:.1f}s)")
 

@@ -266,3 +266,35 @@ def replicate_rows(collected) -> list[dict]:
                 out.append({"config": config, "task": task, "epoch": epoch, "metric": metric,
                             "runs": [c.run for c in cells if metric in c.metrics], **seed_interval(values)})
     return out
+
+
+# -- calibration -----------------------------------------------------------------------------------
+def calibration_points(path: Path, scorer: str) -> tuple[list[float], list[float]]:
+    """(confidence, correct) per sample of a calibration scorer, from the score metadata of a log."""
+    from inspect_ai.log import read_eval_log
+
+    conf, correct = [], []
+    for sample in read_eval_log(str(path)).samples or []:
+        score = (sample.scores or {}).get(scorer)
+        meta = (score.metadata or {}) if score is not None else {}
+        if meta.get("confidence") is not None:
+            conf.append(float(meta["confidence"]))
+            correct.append(float(meta["correct"]))
+    return conf, correct
+
+
+def add_reliability(collected) -> None:
+    """Each successful cell with an `ece` metric gets its reliability bins (the first such scorer's)."""
+    from cruijff_kit.tools.inspect.calibration import reliability_bins
+
+    for cell in collected.cells:
+        scorer = next((k.rsplit(".", 1)[0] for k in cell.metrics if k.endswith(".ece")), None)
+        if cell.status != "success" or not cell.log or scorer is None:
+            continue
+        path = Path(cell.log)
+        try:
+            conf, correct = calibration_points(path if path.is_absolute() else collected.exp_dir / path, scorer)
+        except Exception:  # noqa: BLE001 - unreadable: flagged by collect already
+            continue
+        if conf:
+            cell.reliability = reliability_bins(conf, correct)
