@@ -153,7 +153,7 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
             "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
                       "note": "score charts and tables, self-contained, works offline"}]
-            + [{"path": str(p.relative_to(base)), "note": "inspect-viz; its widget loads from cdn.jsdelivr.net"}
+            + [{"path": str(p.relative_to(base)), "note": "inspect-viz; needs internet (its widget loads from cdn.jsdelivr.net)"}
                for p in figures if p.suffix == ".html"]}
 
 
@@ -168,8 +168,14 @@ def html_bars(c: Collected, saturation: float) -> list[dict]:
         if not cells or not metrics:
             continue
         top = max([1.0] + [x.metrics.get(m, 0.0) for x in cells for m in metrics])
-        width, height, left, bottom, plot_h = 900, 360, 60, 110, 220
-        group_w = (width - left - 20) / len(cells)
+        # x labels are rotated -30 degrees and end at their group's centre: the first one reaches left of it
+        # by its length x cos 30 (about 6.5 px a character at 11 px), so the margins grow to fit it
+        longest = max(len(cell_label(x)) for x in cells) * 6.5
+        plot_w, plot_h = 820, 220
+        left = max(60, round(longest * 0.87 - plot_w / len(cells) * 0.4 + 12))
+        bottom = max(110, round(longest * 0.5 + 30))
+        width, height = left + plot_w + 20, bottom + plot_h + 30
+        group_w = plot_w / len(cells)
         bar_w = group_w * 0.8 / len(metrics)
         bars, labels = [], []
         for i, cell in enumerate(cells):
