@@ -211,3 +211,18 @@ def test_replicates_out_of_range_is_a_one_line_error(tmp_path, scratch, capsys):
     assert cli_main(["design", "verify", str(write_design(tmp_path, design))]) == 2
     err = capsys.readouterr().err
     assert "controls.replicates" in err and "Traceback" not in err
+
+
+def test_seed_as_a_variable_groups_runs_into_configurations():
+    from types import SimpleNamespace as NS
+
+    from cruijff_kit.summarize.stats import configurations
+
+    def run(name, **params):
+        return NS(name=name, type="fine-tuned", model="m", dataset_label="", parameters=params)
+
+    exp = NS(runs=[run("m_rank4_seed1", lora_rank=4, seed=1), run("m_rank4_seed2", lora_rank=4, seed=2),
+                   run("m_rank8_seed1", lora_rank=8, seed=1), run("m_rank8_seed2", lora_rank=8, seed=2),
+                   NS(name="m_base", type="control", model="m", dataset_label="", parameters={})])
+    assert configurations(exp) == {"m_rank4": ["m_rank4_seed1", "m_rank4_seed2"],
+                                   "m_rank8": ["m_rank8_seed1", "m_rank8_seed2"], "m_base": ["m_base"]}

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RESAMPLES = 10_000
+BLOCK = 2_000_000  # resamples x samples held in memory at once
 SEED = 20251027
 ALPHA = 0.05
-REPLICATE_SUFFIX = re.compile(r"_s\d+$")
+REPLICATE_SUFFIX = re.compile(r"_s\d+$|_seed-?\d+")  # `replicates: N` names, and `seed` as a variable
 
 
 # -- per-sample scores -----------------------------------------------------------------------------
@@ -131,15 +132,21 @@ def paired(a, b, *, resamples: int = RESAMPLES, seed: int = SEED, alpha: float =
     rng = np.random.default_rng(seed)
     diff = float(b.mean() - a.mean())
 
-    def seed_means(x, k):  # per resample: the per-sample mean over resampled seeds, shape (resamples, n)
+    def seed_means(x, k, size):  # per resample: the per-sample mean over resampled seeds, shape (size, n)
         if k == 1:
-            return np.broadcast_to(x[0], (resamples, n))
-        weights = rng.multinomial(k, [1 / k] * k, size=resamples) / k
+            return np.broadcast_to(x[0], (size, n))
+        weights = rng.multinomial(k, [1 / k] * k, size=size) / k
         return weights @ x
 
-    per_sample = seed_means(b, kb) - seed_means(a, ka)
-    counts = rng.multinomial(n, [1 / n] * n, size=resamples)
-    boot = (counts * per_sample).sum(axis=1) / n
+    block = max(1, min(resamples, BLOCK // max(n, 1)))  # bounded memory: (block, n) arrays at a time
+    boots, done = [], 0
+    while done < resamples:
+        size = min(block, resamples - done)
+        per_sample = seed_means(b, kb, size) - seed_means(a, ka, size)
+        rows = rng.integers(0, n, size=(size, n))  # the resampled samples, the same for both arms
+        boots.append(np.take_along_axis(per_sample, rows, axis=1).mean(axis=1))
+        done += size
+    boot = np.concatenate(boots)
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     out = {"n": int(n), "seeds_a": int(ka), "seeds_b": int(kb), "mean_a": float(a.mean()),
            "mean_b": float(b.mean()), "diff": diff, "ci_low": float(low), "ci_high": float(high)}
@@ -150,7 +157,7 @@ def paired(a, b, *, resamples: int = RESAMPLES, seed: int = SEED, alpha: float =
         p = 1.0 if only_a + only_b == 0 else float(binomtest(only_b, only_a + only_b, 0.5).pvalue)
         out.update(test="mcnemar_exact", p=p, only_a=only_a, only_b=only_b)
     else:
-        if np.all(per_sample == 0):
+        if np.all(boot == 0):
             p = 1.0
         else:
             tail = min((boot <= 0).sum(), (boot >= 0).sum())
