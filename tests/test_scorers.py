@@ -167,3 +167,29 @@ def test_calibration_and_continuous_on_a_real_tiny_model_eval(tmp_path):
     summary = json.loads((exp / "analysis" / "summary.json").read_text())
     assert summary["rows"][0]["calibration_ece"] == pytest.approx(metrics["ece"])
     assert (exp / "analysis" / "reliability_const.png").stat().st_size > 10_000
+
+
+def test_scorers_on_a_task_state_with_and_without_token_probabilities():
+    import asyncio
+
+    from inspect_ai.model import Logprob, Logprobs, ModelOutput, TopLogprob
+    from inspect_ai.scorer import Target
+    from inspect_ai.solver import TaskState
+
+    from cruijff_kit.tools.inspect.scorers import calibration, continuous
+
+    state = TaskState(model="hf/local", sample_id=1, epoch=1, input="2+2?", messages=[])
+    state.output = ModelOutput.from_content("hf/local", "4")
+    score = asyncio.run(calibration(labels=["4", "6"])(state, Target("4")))
+    assert score.value == "I" and "no token probabilities" in score.explanation
+    top = [TopLogprob(token="4", logprob=math.log(0.6)), TopLogprob(token="6", logprob=math.log(0.2)),
+           TopLogprob(token="x", logprob=math.log(0.1))]
+    state.output.choices[0].logprobs = Logprobs(content=[
+        Logprob(token="Ġ", logprob=-0.1, top_logprobs=[TopLogprob(token="Ġ", logprob=-0.1)]),  # a blank token
+        Logprob(token="4", logprob=math.log(0.6), top_logprobs=top)])
+    score = asyncio.run(calibration(labels=["4", "6"], positive="6")(state, Target("6")))
+    assert score.value == "I" and score.answer == "4"
+    assert score.metadata["confidence"] == pytest.approx(0.75) and score.metadata["p_positive"] == pytest.approx(0.25)
+    assert score.metadata["is_positive"] == 1
+    score = asyncio.run(continuous()(state, Target("5.5")))
+    assert score.value == pytest.approx(1.5) and score.metadata == {"prediction": 4.0, "target": 5.5}

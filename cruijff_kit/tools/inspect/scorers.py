@@ -142,7 +142,10 @@ def calibration(labels: list | None = None, positive: str | None = None, top_log
         probs = cal.label_probs(first_token_top(state), classes)
         wanted = {t.strip().lower() for t in target.target}
         if not probs:
-            return Score(value=INCORRECT, answer=completion.strip(), explanation="no label among the top tokens",
+            has_logprobs = bool(state.output and state.output.choices and state.output.choices[0].logprobs)
+            why = "no label among the top tokens" if has_logprobs else \
+                "no token probabilities: evaluate with logprobs=True and top_logprobs=k (run_cell does)"
+            return Score(value=INCORRECT, answer=completion.strip(), explanation=why,
                          metadata={"confidence": None, "correct": 0})
         predicted = max(probs, key=probs.get)
         correct = predicted.strip().lower() in wanted
