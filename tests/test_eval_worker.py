@@ -213,7 +213,7 @@ def test_unknown_scorers_and_parameters(tmp_path, scratch):
                           "scorers": ["match", "bleu"]}])
     _, _, problems = checked(path)
     lines = [line.split(": ", 1)[1] for line in error_lines(problems)]
-    known = "known scorers: match, includes, exact, f1, pattern, numeric"
+    known = "known scorers: match, includes, exact, f1, pattern, numeric, calibration, continuous"
     assert f"evaluation.scorers[0].name: unknown scorer 'exactly'; did you mean exact? {known}" in lines
     assert ("evaluation.scorers[1].params.location: 'middle' is not supported; "
             "use one of begin, end, any, exact") in lines

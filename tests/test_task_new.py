@@ -83,7 +83,7 @@ def test_new_validates_dataset_split_name_prompt_and_scorers(tmp_path, cli):
         "task new: --scorer[0].params.where: scorer 'match' takes no parameter 'where'; it accepts: "
         "location, ignore_case, numeric",
         "task new: --scorer[1].name: unknown scorer 'bleu'; known scorers: match, includes, exact, f1, "
-        "pattern, numeric",
+        "pattern, numeric, calibration, continuous",
     ]
     assert not list(tmp_path.glob("*_task.py"))
     missing = cli("task", "new", "x", "--dataset", str(tmp_path / "nope.json"))

@@ -1,7 +1,9 @@
 """variables x models -> runs (and a default evaluation matrix).
 
 Run names are `{model}_{param}{value}[_{param}{value}...]`, e.g. `Llama-3.2-1B-Instruct_rank4`;
-base-model controls are `{model}_base`. The default matrix evaluates every fine-tuned run on every
+base-model controls are `{model}_base`. With `replicates: N` (N > 1) in controls every configuration
+becomes N runs `{name}_s0` ... `{name}_s{N-1}` whose `seed` parameter is controls.seed (default 42) + i;
+summarize groups them back (a configuration = runs differing only in seed). The default matrix evaluates every fine-tuned run on every
 task at its last epoch (0-indexed) and every control once (epochs: null).
 
 Re-expanding a design that already has runs (`design expand --force`) follows the new variables: a run
@@ -36,6 +38,19 @@ def run_name(model: str, combo: dict) -> str:
     return "_".join(parts)
 
 
+DEFAULT_SEED = 42
+
+
+def replicas(name: str, combo: dict, data: dict) -> list[tuple[str, dict]]:
+    """(run name, parameters) of each replicate of one configuration (itself when replicates <= 1)."""
+    controls = data.get("controls") or {}
+    n = controls.get("replicates") or 1
+    if n <= 1 or "seed" in combo:
+        return [(name, combo)]
+    base = controls.get("seed", DEFAULT_SEED)
+    return [(f"{name}_s{i}", {**combo, "seed": base + i}) for i in range(n)]
+
+
 def planned_runs(data: dict, *, controls: bool) -> list[dict]:
     variables = dict(data.get("variables") or {})
     models = variables.pop("model", None) or [m["name"] for m in data["models"]["base"]]
@@ -44,8 +59,8 @@ def planned_runs(data: dict, *, controls: bool) -> list[dict]:
     for model in models:
         for values in itertools.product(*(variables[k] for k in keys)) if keys else [()]:
             combo = dict(zip(keys, values))
-            runs.append({"name": run_name(model, combo), "type": for_objective(SFT).name, "model": model,
-                         "parameters": combo})
+            for name, params in replicas(run_name(model, combo), combo, data):
+                runs.append({"name": name, "type": for_objective(SFT).name, "model": model, "parameters": params})
         if controls:
             runs.append({"name": f"{model}_base", "type": baseline().name, "model": model})
     return runs

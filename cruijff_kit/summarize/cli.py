@@ -9,7 +9,11 @@ every eval cell's inspect-ai log ({run}/eval/{cell}/logs/*.eval), then writes un
   summary.md                   the tables a researcher pastes into a paper, flags, figures
   scores.html                  offline, self-contained score charts and tables
   loss_*.png, scores_*.png     loss curves per variable level, score bars per task (1200 x 800 px)
-  scores_viz.html              the score comparison with inspect-viz (its widget loads from a CDN)
+  scores_viz.html              only with --inspect-viz: the comparison with inspect-viz (needs internet:
+                               its widget loads DuckDB-WASM and Mosaic from a CDN; blank offline)
+  comparisons.csv, comparisons_<task>.png   paired comparisons (fine-tuned vs control, between the levels of
+                               each variable): bootstrap 95% CI of the difference, McNemar / bootstrap p,
+                               Holm-corrected per table (summarize/stats.py); replicates.csv: across-seed means
 
 and fills the results block of experiment_summary.md (between <!-- ck:results:start/end -->).
 Flags (also printed): missing cells, failed evals, saturated scores, validation loss rising at the end.
@@ -30,6 +34,8 @@ def configure(parser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="collect and print the findings and the files that would be written; write nothing")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG and inspect-viz figures")
+    parser.add_argument("--inspect-viz", action="store_true",
+                        help="also write scores_viz.html with inspect-viz (needs internet when opened)")
     parser.add_argument("--saturation", type=float, default=None, metavar="X",
                         help="flag accuracy >= X as saturated (default 0.95)")
     parser.add_argument("--overfit-margin", type=float, default=None, metavar="R",
@@ -64,7 +70,7 @@ def main(args) -> int:
         print(f"warning: {flag.line()}", file=sys.stderr)
 
     if args.dry_run:
-        names = [] if args.no_plots else plots.planned(c)
+        names = [] if args.no_plots else plots.planned(c, inspect_viz=args.inspect_viz)
         files = report.render_files(c, [analysis / n for n in names], saturation=saturation)
         print(f"dry run: would write under {analysis}/:")
         for name in sorted([Path(f).name for f in files] + names):
@@ -72,7 +78,8 @@ def main(args) -> int:
         print(f"  and the results block of {c.exp_dir / report.SUMMARY_MD}")
         return 0
 
-    figures = [] if args.no_plots else plots.write_figures(c, analysis, saturation=saturation, progress=progress)
+    figures = [] if args.no_plots else plots.write_figures(c, analysis, saturation=saturation, progress=progress,
+                                                           inspect_viz=args.inspect_viz)
     files = report.render_files(c, figures, saturation=saturation)
     written = report.write_files(c.exp_dir, files)
     md_path = report.update_summary_md(c.exp_dir, report.results_block(c, figures))

@@ -66,6 +66,7 @@ class CellResult:
     job_state: str = ""
     base_run: str = ""  # the control run this cell is compared with
     deltas: dict = field(default_factory=dict)  # "match.accuracy" -> fine-tuned minus base
+    reliability: list = field(default_factory=list)  # stats.add_reliability(): confidence bins (calibration)
 
     @property
     def job_id(self) -> str:
@@ -101,6 +102,8 @@ class Collected:
     generated: str = ""
     stages: list = field(default_factory=list)  # stage_progression(): per task/metric, a row per stage
     cost: dict | None = None  # stage_cost(): estimated vs actual GPU-hours / cost per stage
+    comparisons: list = field(default_factory=list)  # stats.comparisons(): paired tests, Holm-corrected
+    replicates: list = field(default_factory=list)  # stats.replicate_rows(): across-seed aggregates
 
     def run(self, name: str) -> RunResult:
         return next(r for r in self.runs if r.name == name)
@@ -328,6 +331,7 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
     add_deltas(collected)
     collected.stages = stage_progression(collected)
     collected.cost = stage_cost(collected, settings)
+    add_statistics(collected, progress)
     order = {"failed": 0, "unreadable": 1, "missing": 2, "incomplete": 3, "no_losses": 4, "overfitting": 5,
              "saturated": 6}
     collected.flags.sort(key=lambda f: order.get(f.kind, 9))
@@ -357,6 +361,18 @@ def add_deltas(collected: Collected) -> None:
                 cell.deltas = {k: cell.metrics[k] - base.metrics[k] for k in collected.score_metrics
                                if k in cell.metrics and k in base.metrics}
             break
+
+
+def add_statistics(collected: Collected, progress=print) -> None:
+    """Paired comparisons and replicate aggregates (cruijff_kit.summarize.stats; reads per-sample scores)."""
+    from cruijff_kit.summarize import stats
+
+    started = time.monotonic()
+    collected.comparisons = stats.comparisons(collected)
+    collected.replicates = stats.replicate_rows(collected)
+    stats.add_reliability(collected)
+    if collected.comparisons:
+        progress(f"{len(collected.comparisons)} paired comparison(s) ({time.monotonic() - started:.1f}s)")
 
 
 def columns(collected: Collected) -> list[str]:

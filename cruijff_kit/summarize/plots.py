@@ -5,9 +5,11 @@
   one per scenario pp/pu/up/uu, each showing both train_on_input modes); one `loss_all.png` otherwise.
 * `scores_<task>.png`: a bar per (run, epoch) cell and score metric, stderr as error bars, the
   saturation threshold as a dotted line.
-* `scores_viz.html`: the same comparison with inspect-viz. Its page embeds the data and the widget, but
-  the widget loads DuckDB-WASM and Mosaic from cdn.jsdelivr.net when opened, so it renders only with
-  internet access; `scores.html` (report.py) is the offline, self-contained version.
+* `scores_viz.html` (only with `summarize --inspect-viz`): the same comparison with inspect-viz. Its page
+  embeds the data and the widget, but the widget loads DuckDB-WASM (a ~35 MB WebAssembly build, run in a
+  Worker) and Mosaic from cdn.jsdelivr.net when opened, so it is blank without internet; browsers also
+  refuse Workers and wasm fetches from file:// pages, so shipping those files beside the page would not
+  help. It is therefore opt-in; `scores.html` (report.py) is the offline, self-contained page.
 
 matplotlib (Agg) and inspect-viz are imported inside the functions that use them.
 """
@@ -48,6 +50,10 @@ def figure_title(path: Path) -> str:
     if stem.startswith("loss_"):
         var, _, level = stem[len("loss_"):].partition("-")
         return f"Loss, {var} = {level}"
+    if stem.startswith("comparisons_"):
+        return f"Paired differences with 95% CIs, {stem[len('comparisons_'):]}"
+    if stem.startswith("reliability_"):
+        return f"Reliability, {stem[len('reliability_'):]}"
     if stem.startswith("scores_"):
         return f"Scores, {stem[len('scores_'):]}"
     return stem
@@ -84,10 +90,13 @@ def score_groups(collected) -> list[tuple[str, str, list, list[str]]]:
     return out
 
 
-def planned(collected) -> list[str]:
+def planned(collected, *, inspect_viz: bool = False) -> list[str]:
     """The figure files `write_figures` would write (for --dry-run)."""
+    from cruijff_kit.summarize import statplots
+
     names = [g[0] for g in loss_groups(collected)] + [g[0] for g in score_groups(collected)]
-    if score_groups(collected):
+    names += statplots.planned(collected)
+    if inspect_viz and score_groups(collected):
         names.append("scores_viz.html")
     return names
 
@@ -194,7 +203,8 @@ def viz_html(collected, path: Path) -> Path | None:
     return atomic_write(path, to_html(component))
 
 
-def write_figures(collected, out_dir: Path, *, saturation: float, progress=print) -> list[Path]:
+def write_figures(collected, out_dir: Path, *, saturation: float, progress=print,
+                  inspect_viz: bool = False) -> list[Path]:
     """Every PNG (and the inspect-viz HTML) under out_dir; returns the paths written."""
     written = []
     losses, scores = loss_groups(collected), score_groups(collected)
@@ -204,7 +214,10 @@ def write_figures(collected, out_dir: Path, *, saturation: float, progress=print
         written.append(loss_figure(title, runs, out_dir / name))
     for name, title, cells, metrics in scores:
         written.append(score_figure(title, cells, metrics, out_dir / name, saturation))
-    if scores:
+    from cruijff_kit.summarize import statplots
+
+    written += statplots.write(collected, out_dir)
+    if scores and inspect_viz:  # opt-in: the widget needs internet (see the module docstring)
         html = viz_html(collected, out_dir / "scores_viz.html")
         if html:
             written.append(html)

@@ -13,6 +13,7 @@ from cruijff_kit.files import atomic_write, replace_block
 from cruijff_kit.fmt import fmt_seconds
 from cruijff_kit.workers.torchtune.losses import csv_cell
 from cruijff_kit.render import RESULTS_BLOCK, render
+from cruijff_kit.summarize import comparisons as comparisons_mod
 from cruijff_kit.summarize.collect import Collected, columns, rows
 from cruijff_kit.summarize.plots import cell_label, figure_title, metric_label, value_text
 
@@ -147,11 +148,13 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
     n_logs = sum(1 for x in c.cells if x.log)
     return {"exp": c.exp, "generated": c.generated, "tables": score_tables(c), "losses": loss_table(c),
             "stages": stage_tables(c), "cost": cost_table(c),
+            "comparisons": comparisons_mod.comparison_tables(c.comparisons),
+            "replicates": comparisons_mod.replicate_table(c.replicates),
             "flags": [f.line() for f in c.flags], "figures": figure_links(figures, base),
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
             "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
                       "note": "score charts and tables, self-contained, works offline"}]
-            + [{"path": str(p.relative_to(base)), "note": "inspect-viz; its widget loads from cdn.jsdelivr.net"}
+            + [{"path": str(p.relative_to(base)), "note": "inspect-viz; needs internet (its widget loads from cdn.jsdelivr.net)"}
                for p in figures if p.suffix == ".html"]}
 
 
@@ -166,8 +169,14 @@ def html_bars(c: Collected, saturation: float) -> list[dict]:
         if not cells or not metrics:
             continue
         top = max([1.0] + [x.metrics.get(m, 0.0) for x in cells for m in metrics])
-        width, height, left, bottom, plot_h = 900, 360, 60, 110, 220
-        group_w = (width - left - 20) / len(cells)
+        # x labels are rotated -30 degrees and end at their group's centre: the first one reaches left of it
+        # by its length x cos 30 (about 6.5 px a character at 11 px), so the margins grow to fit it
+        longest = max(len(cell_label(x)) for x in cells) * 6.5
+        plot_w, plot_h = 820, 220
+        left = max(60, round(longest * 0.87 - plot_w / len(cells) * 0.4 + 12))
+        bottom = max(110, round(longest * 0.5 + 30))
+        width, height = left + plot_w + 20, bottom + plot_h + 30
+        group_w = plot_w / len(cells)
         bar_w = group_w * 0.8 / len(metrics)
         bars, labels = [], []
         for i, cell in enumerate(cells):
@@ -210,13 +219,15 @@ def render_files(c: Collected, figures: list[Path], *, saturation: float) -> dic
             "summary/summary.json.j2", experiment=c.exp.name, question=c.exp.question, generated=c.generated,
             experiment_dir=str(exp_dir), columns=cols, rows=[finite(r) for r in table], runs=runs,
             flags=[f.as_dict() for f in c.flags], saturation=saturation, stages=[finite(t) for t in c.stages],
-            cost=finite(c.cost),
+            cost=finite(c.cost), comparisons=[finite(r) for r in c.comparisons],
+            replicates=[finite(r) for r in c.replicates],
             figures=[str(p.relative_to(analysis)) for p in figures]),
         f"{ANALYSIS}/summary.md": render("summary/summary.md.j2", **context(c, figures, analysis)),
         f"{ANALYSIS}/scores.html": render("summary/scores.html.j2", exp=c.exp, generated=c.generated,
                                           tables=score_tables(c), losses=loss_table(c),
                                           flags=[f.line() for f in c.flags], charts=html_bars(c, saturation),
                                           saturation=saturation),
+        **comparisons_mod.files(c, ANALYSIS),
     }
     return files
 

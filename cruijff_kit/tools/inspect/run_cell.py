@@ -326,6 +326,7 @@ def run(config: dict) -> int:
         check_device(device)
         from inspect_ai import eval as inspect_eval
 
+        from cruijff_kit.tools.inspect.scorers import generate_config
         task, given = build_task(config)
         log_dir = Path(config["log_dir"])
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -343,7 +344,7 @@ def run(config: dict) -> int:
         try:
             logs = inspect_eval(task, model="hf/local", model_args=margs, log_dir=str(log_dir), limit=limit,
                                 display="none", log_level="warning", metadata=metadata,
-                                **generate_args(config))
+                                **generate_args(config), **generate_config(config.get("scorers")))
         finally:
             PROGRESS["active"] = False
     log = logs[0]

@@ -45,6 +45,9 @@ SCORERS: dict[str, dict[str, dict]] = {
     "pattern": {"pattern": {"type": "str", "required": True}, "ignore_case": {"type": "bool"},
                 "match_all": {"type": "bool"}},
     "numeric": {"tolerance": {"type": "number", "minimum": 0}},
+    "calibration": {"labels": {"type": "list"}, "positive": {"type": "str"},
+                    "top_logprobs": {"type": "number", "minimum": 1}},
+    "continuous": {},
 }
 _TYPES = {"bool": (bool,), "str": (str,), "number": (int, float), "list": (list,)}
 
@@ -92,7 +95,7 @@ def task_scorers(exp: Experiment, task: Task) -> list[dict]:
     A name the design's `evaluation.scorers` defines uses its params; a known scorer the design
     does not list runs with its defaults. An empty result leaves the task's own scorers in place.
     """
-    specs = [dict(s) for s in exp.evaluation.scorers]
+    specs = [{**s, "params": s.get("params") or {}} for s in exp.evaluation.scorers]  # `{name}` alone is fine
     if not task.scorers:
         return specs
     by_name = {s.get("name"): s for s in specs}
