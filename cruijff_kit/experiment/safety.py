@@ -132,11 +132,12 @@ SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib"
 
 
 def owned(path) -> bool:
-    """cruijff_kit made (or was given) this directory: our marker, or our design file in it."""
+    """cruijff_kit made (or was given) this directory: our marker, our design file, or the experiment.yaml of a
+    `generate` sweep (generate renders the sweep into the folder that holds it)."""
     from pathlib import Path
 
     path = Path(path)
-    if (path / OWNER_MARK).is_dir():
+    if (path / OWNER_MARK).is_dir() or (path / "experiment.yaml").is_file():  # our marker; a `generate` sweep
         return True
     design = path / "experiment_summary.yaml"
     try:
