@@ -124,6 +124,7 @@ class Settings:
     gpu_type: str = ""
     source_file: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # field -> the label that set it (for error lines)
     # (line number, the line, why it set nothing): shown by `cruijff-kit config show`
     unused: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -155,7 +156,7 @@ class Settings:
         """(field, value, where it came from) for `cruijff-kit config show`."""
         rows = []
         for f in fields(self):
-            if f.name in ("sources", "source_file", "unused"):
+            if f.name in ("sources", "labels", "source_file", "unused"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, list):
@@ -236,13 +237,15 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
             if m.group(3).strip():
                 settings.unused.append((lineno, raw.strip(), "placeholder: left unset"))
             continue
-        if name not in PATH_FIELDS and name != "module_loads" and " " in value:
+        if name not in PATH_FIELDS and name not in FORMS and name != "module_loads" and " " in value:
+            # a time or memory size keeps its words ("2 hours", "32 GB"): '2' alone would mean 2 minutes
             value, more = value.split(" ", 1)
             prose = f"{more} {prose}".strip()
         if prose:
             settings.unused.append((lineno, raw.strip(), f"kept {value!r}, ignored {prose!r}"))
         _set(settings, name, value, label, where)
         settings.sources[name] = where
+        settings.labels[name] = label
     if fence_modules and "module_loads" not in settings.sources:
         settings.module_loads = [m for m, _ in fence_modules]
         settings.sources["module_loads"] = fence_modules[0][1]
@@ -291,32 +294,36 @@ def _set(settings: Settings, name: str, value: str, label: str, where: str) -> N
 SBATCH_FIELDS = {"slurm_time": "time", "slurm_mem": "mem", "slurm_account": "account",
                  "slurm_partition": "partition", "slurm_constraint": "constraint",
                  "full_gpu_constraint": "constraint", "shared_partition": "partition"}
-PATH_FIELDS = ("scratch_dir", "models_dir")
+CHECKED_PATHS = ("scratch_dir", "models_dir")  # paths check_settings vets (PATH_FIELDS: values kept whole)
 
 
 def check_settings(settings: Settings) -> None:
     """Every value that reaches a job script is one sbatch and bash take: no control characters, SLURM
-    values sbatch accepts (time, memory, names), safe scratch/models paths. Raises one line per problem."""
-    from cruijff_kit.errors import ProblemList
+    values sbatch accepts (time, memory, names), safe scratch/models paths. Raises one line per problem,
+    in the same form as parse_settings' own errors: `claude.local.md:LINE: label: 'value' why; the fix`."""
+    from cruijff_kit.errors import Problem, ValidationFailed
     from cruijff_kit.jobscript import control_char, sbatch_value_problem, unsafe_path
 
-    problems = ProblemList(settings.source_file or SETTINGS_FILE)
+    problems = []
     for f in fields(settings):
-        if f.name in ("sources", "source_file") or f.name not in settings.sources:
+        if f.name in ("sources", "labels", "source_file") or f.name not in settings.sources:
             continue
         value = getattr(settings, f.name)
-        at = f"line {settings.sources[f.name].rsplit(':', 1)[-1]}: {f.name}"
+        source = settings.sources[f.name]
+        where = source if re.search(r":\d+$", source) else (settings.source_file or SETTINGS_FILE)
+        label = settings.labels.get(f.name, f.name)
         for item in value if isinstance(value, list) else [value]:
             why = control_char(str(item))
             if f.name in SBATCH_FIELDS and not why:
                 why = sbatch_value_problem(SBATCH_FIELDS[f.name], item)
-            elif f.name in PATH_FIELDS and not why:
+            elif f.name in CHECKED_PATHS and not why:
                 why = unsafe_path(os.path.expanduser(str(item)))
                 if not why and any(part.startswith("~") for part in Path(os.path.expanduser(str(item))).parts):
                     why = "names a '~user' that does not exist"
             if why:
-                problems.error(at, f"{str(item)[:60]!r} {why}", "fix this value in claude.local.md")
-    problems.raise_if_errors()
+                problems.append(Problem(where, label, f"{str(item)[:60]!r} {why}", "fix this value in claude.local.md"))
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -71,6 +71,23 @@ def _control_only(d):
     d["evaluation"]["matrix"] = [r for r in d["evaluation"]["matrix"] if r["run"] == "llama_base"]
 
 
+def _expanded(d):
+    """The base as `design expand --controls` writes it: variables x models -> runs and matrix."""
+    from cruijff_kit.experiment.expand import expand
+
+    d["models"]["base"] = d["models"]["base"][:1]
+    d["variables"] = {"lora_rank": [4]}
+    d.pop("runs")
+    d["evaluation"].pop("matrix")
+    d.update(expand(d, controls=True))
+
+
+def _replicated(d):
+    """controls.replicates acts where variables do: `design expand` makes the {name}_s0.. runs scaffold renders."""
+    d["controls"]["replicates"] = 2
+    _expanded(d)
+
+
 # leaf -> change to the base design, or (prepare the base, change) (a function of the design dict); generic by type otherwise
 SPECIAL = {
     "experiment.name": lambda d: d["experiment"].update(name="renamed"),
@@ -118,6 +135,7 @@ SPECIAL = {
     "evaluation.matrix[].vis_label": lambda d: d["evaluation"]["matrix"][0].update(vis_label="v"),
     "evaluation.temperature": lambda d: d["evaluation"].update(temperature=0.7, do_sample=True),
     "evaluation.do_sample": lambda d: d["evaluation"].update(temperature=0.7, do_sample=True),
+    "controls.replicates": (_expanded, _replicated),
     "evaluation.system_prompt": lambda d: (d["evaluation"].update(system_prompt=""),
                                            d["controls"].update(system_prompt="")),
 }

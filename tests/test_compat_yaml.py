@@ -152,6 +152,8 @@ def test_setup_finetune_yaml_lr(tmp_path, scratch, capsys):
 def test_experiment_yaml_lr(tmp_path, scratch, capsys):
     import shutil
 
+    from cruijff_kit.experiment import layout
+
     src = Path(__file__).resolve().parent.parent / "examples" / "lora_rank_with_eval"
     target = tmp_path / "sweep"
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("configs", "results", "eval_results", ".ck"))
@@ -159,7 +161,11 @@ def test_experiment_yaml_lr(tmp_path, scratch, capsys):
     assert "learning_rate: [1e-4, 3e-4]" in text
     result = ck(capsys, "generate", str(target))
     assert result.returncode == 0, result.stderr
-    lrs = sorted({yaml.safe_load(p.read_text())["optimizer"]["lr"] for p in (target / "configs").glob("train_*.yaml")})
+    # generate goes through the torchtune worker: each run's config is run_NNN/finetune.yaml (experiment/layout)
+    configs = sorted(target.glob(f"run_*/{layout.FINETUNE_CONFIG}"))
+    assert len(configs) == 4, configs
+    # PyYAML reads a bare `1e-4` as a string: a float here means the value was rendered as 0.0001
+    lrs = sorted({yaml.safe_load(p.read_text())["optimizer"]["lr"] for p in configs})
     assert lrs == [0.0001, 0.0003]
 
 

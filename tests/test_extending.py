@@ -1,13 +1,13 @@
 """The claims of docs/extending.md that a test can check: a new evaluator is one module plus one registry
-line (and the schema enum so a user can name it); a new run type is one row of experiment/runtypes plus
-the schema enum, because no module outside runtypes spells run-type names."""
+line (and the schema enum so a user can name it); a new executor is one class plus one registry line;
+a new run type is one row of experiment/runtypes plus the schema enum, because no module outside
+runtypes spells run-type names."""
 from __future__ import annotations
 
 import importlib
 import json
 import sys
 
-import pytest
 import yaml
 
 from cruijff_kit import workers
@@ -101,16 +101,63 @@ def test_a_new_run_type_is_one_table_row(tmp_path, scratch, monkeypatch):
 
 def test_no_module_outside_runtypes_spells_run_type_names():
     """So the row above reaches every stage: modules ask RUN_TYPES, never compare `type == "dpo"`.
-    (tools/ is exempt: the recipes' `objective: "dpo"` is a training_summary.json field; files other
-    engineers are rewriting are listed in test_layout.PENDING.)"""
+    (tools/ is exempt: the recipes' `objective: "dpo"` is a training_summary.json field; a file being
+    rewritten may be listed in test_layout.PENDING meanwhile.)"""
     names = set(RUN_TYPES)
     assert _scan(lambda rel, text: text in names and not rel.startswith("tools/")) == []
 
 
-def test_a_new_executor_is_one_registry_line():
-    """run/executors is being rewritten with a registry of executors; until it has one, say so."""
-    base = importlib.import_module("cruijff_kit.run.executors.base")
-    tables = [v for v in vars(base).values() if isinstance(v, dict) and {"local", "slurm"} <= set(v)]
-    if not tables:
-        pytest.skip("run/executors has no registry table yet (get_executor branches on the name)")
-    assert all(isinstance(v, str) and v.startswith("cruijff_kit.") for v in tables[0].values())
+FAKE_EXECUTOR = '''
+"""A stand-in backend: runs each job's rendered script to its end inside submit()."""
+import subprocess
+
+from cruijff_kit.run.executors.base import Executor, JobStatus, state_for_exit
+
+SUBMITTED = []
+
+
+class FakeExecutor(Executor):
+    name = title = "fake"
+    holds_dependencies = False  # the engine submits a job once its dependencies completed
+    needs_runner = True
+    poll_interval = 0.01
+
+    def __init__(self, exp_dir, *, max_parallel=1, require=True):
+        super().__init__(exp_dir, max_parallel=max_parallel, require=require)
+        self.done = {}
+
+    def submit(self, job, after, env=None):
+        SUBMITTED.append(job.id)
+        code = subprocess.run(["bash", str(self.script_path(job))], cwd=str(self.script_path(job).parent),
+                              capture_output=True).returncode
+        state, reason = state_for_exit(code)
+        native = f"fake-{len(SUBMITTED)}"
+        self.done[native] = JobStatus(state=state, exit_code=code, reason=reason)
+        return native
+
+    def poll(self, ids):
+        return {i: self.done[i] for i in ids if i in self.done}
+
+    def cancel(self, ids):
+        return None
+'''
+
+
+def test_a_new_executor_is_one_registry_line(tmp_path, scratch, monkeypatch):
+    """A class registered in run/executors' EXECUTORS is what `cruijff-kit run --executor NAME` drives."""
+    from cruijff_kit.cli import main as cli_main
+    from cruijff_kit.run import executors
+    from run_fixtures import Fake, build, state
+
+    assert all(isinstance(v, str) and v.startswith("cruijff_kit.") for v in executors.EXECUTORS.values())
+    (tmp_path / "fake_executor.py").write_text(FAKE_EXECUTOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(executors.EXECUTORS, "fake", "fake_executor:FakeExecutor")  # the one registry line
+    exp = build(tmp_path / "exp", [Fake("a.train"), Fake("a.eval.task_epoch0", after=["a.train"])])
+    assert cli_main(["run", str(exp), "--executor", "fake"]) == 0
+    fake = importlib.import_module("fake_executor")
+    assert fake.SUBMITTED == ["a.train", "a.eval.task_epoch0"]
+    jobs = state(exp)["jobs"]
+    assert {j: (js["state"], js["executor"]) for j, js in jobs.items()} == {
+        "a.train": ("completed", "fake"), "a.eval.task_epoch0": ("completed", "fake")}
+    sys.modules.pop("fake_executor", None)

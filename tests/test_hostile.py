@@ -113,7 +113,9 @@ def test_hostile_settings_are_one_line(text, tmp_path, cli):
     proc = cli("config", "show", env={"CK_SETTINGS": str(settings)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     first = proc.stderr.splitlines()[0]
-    assert first.startswith(f"{settings}: line ") and "; fix this value in claude.local.md" in first, first
+    # like a compiler (and every other settings error): claude.local.md:LINE: label: 'value' what is wrong; the fix
+    assert re.match(rf"{re.escape(str(settings))}:\d+: [a-z_ ]+: '", first) and "; " in first, first
+    assert first.isprintable(), first
 
 
 def test_settings_not_utf8_is_one_line(tmp_path, cli):
@@ -121,7 +123,7 @@ def test_settings_not_utf8_is_one_line(tmp_path, cli):
     settings.write_bytes(b"- Scratch directory: /tmp/\xff\xfe\n")
     proc = cli("config", "show", env={"CK_SETTINGS": str(settings)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[0] == f"{settings}: not UTF-8 text (byte 26); save claude.local.md as UTF-8"
+    assert proc.stderr.splitlines()[0] == f"{settings}:1: not UTF-8 text: byte 0xff at offset 26; save the file as UTF-8"
 
 
 # -- render-time guard -----------------------------------------------------------------------------

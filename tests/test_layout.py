@@ -176,9 +176,8 @@ def test_layout_and_runtypes_are_stdlib_only():
                       "cruijff_kit.experiment.model", "cruijff_kit.experiment.runtypes"}, loaded
 
 
-# Files other engineers are rewriting right now; the lead applies layout/runtypes to them afterwards.
-PENDING = ("run/", "scaffold/generate.py", "scaffold/generate_model.py", "experiment/load.py", "settings.py",
-           "files.py", "jobscript.py", "workers/__init__.py", "workers/torchtune/rerun.py")
+# Files exempt from the scans below while someone rewrites them (the lead applies layout/runtypes after).
+PENDING: tuple[str, ...] = ()
 LAYOUT_NAMES = {layout.DESIGN, layout.SUMMARY_MD, layout.JOBS, layout.CK_DIR, layout.STATE, layout.STATE_LOCK,
                 layout.MANIFEST, layout.CONTINUATION, layout.PREFS_SCRIPT, layout.SETUP_FINETUNE,
                 layout.FINETUNE_CONFIG, layout.FINETUNE_SCRIPT, layout.COMPUTE, layout.EVAL_CONFIG,

@@ -47,11 +47,14 @@ def test_every_job_script_writes_provenance_next_to_compute_json(tmp_path, scrat
     scripts = sorted(o.exp.dir.glob("*/finetune.slurm")) + sorted(o.exp.dir.glob("*/eval/*/inspect.slurm"))
     assert len(scripts) == 6
     for script in scripts:
-        lines = [line for line in script.read_text().splitlines() if "cruijff_kit.tools.provenance" in line]
+        text = script.read_text().splitlines()
+        lines = [line for line in text if "cruijff_kit.tools.provenance" in line]
         assert len(lines) == 1, script
-        # run exactly that line where the job runs (its workdir: the folder of the script and of compute.json)
-        proc = subprocess.run(["bash", "-c", lines[0]], cwd=script.parent, capture_output=True, text=True,
-                              timeout=120)
+        # run exactly that line where the job runs (its workdir: the folder of the script and of compute.json),
+        # after the job's own environment activation: the line calls the activated env's `python`
+        activate = [line for line in text if line.startswith("source ") and "/bin/activate" in line]
+        proc = subprocess.run(["bash", "-c", "\n".join(activate[:1] + lines)], cwd=script.parent,
+                              capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         record = json.loads((script.parent / "provenance.json").read_text())
         assert record["files"]["dataset"]["sha256"] == _sha(tmp_path / "data" / "numbers.json")

@@ -319,10 +319,14 @@ def test_tidy_epoch_dir(tmp_path):
     assert not (two / "model.safetensors").exists()
 
 
-def test_training_side_never_imports_the_cli():
-    """Code under cruijff_kit/tools runs inside jobs: it may import cruijff_kit.tools.* only, and
-    experiment/layout (stdlib only, tests/test_layout.py checks): the names of the experiment dir."""
-    layout = "cruijff_kit.experiment.layout"
+# ground modules tools/ may import: stdlib-only (layout, tests/test_layout.py checks) or stdlib + PyYAML
+# (files and errors: the one YAML reader); what they pull in is checked below, in a fresh process
+TOOLS_MAY_IMPORT = ("cruijff_kit.experiment.layout", "cruijff_kit.files", "cruijff_kit.errors")
+
+
+def test_training_side_never_imports_the_cli(tmp_path):
+    """Code under cruijff_kit/tools runs inside jobs: it may import cruijff_kit.tools.* and the ground
+    modules of TOOLS_MAY_IMPORT only, and those import nothing of the CLI side either."""
     for path in TOOLS_DIR.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
@@ -331,8 +335,20 @@ def test_training_side_never_imports_the_cli():
                 names = [f"{node.module}.{a.name}" for a in node.names]
             for name in names:
                 if name.split(".")[0] == "cruijff_kit":
-                    assert name.startswith("cruijff_kit.tools") or name == layout, f"{path}: imports {name}"
+                    assert name.startswith("cruijff_kit.tools") or name in TOOLS_MAY_IMPORT, f"{path}: imports {name}"
     assert not any(p.name == "recipes" for p in (REPO / "cruijff_kit").rglob("*") if p.is_dir())
+    # transitively: run_cell reading its eval config (files.read_yaml, errors) loads no CLI-side module
+    config = tmp_path / "eval_config.yaml"
+    config.write_text("task: t\ntask_script: t.py\ntask_function: t\nmodel_path: m\nlog_dir: l\n")
+    code = ("import sys\nfrom cruijff_kit.tools.inspect import run_cell\n"
+            f"run_cell.load_config({str(config)!r})\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('cruijff_kit', 'jinja2', 'torch', 'inspect_ai'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    loaded = set(eval(out.stdout))  # noqa: S307 - our own printed list
+    # importing experiment.layout runs experiment/__init__ (model, runtypes: stdlib only, test_layout checks)
+    ground = {"cruijff_kit", "cruijff_kit.experiment", "cruijff_kit.experiment.model",
+              "cruijff_kit.experiment.runtypes", *TOOLS_MAY_IMPORT}
+    assert {m for m in loaded if not m.startswith("cruijff_kit.tools")} <= ground, loaded
 
 
 # --------------------------------------------------------------------------- datasets

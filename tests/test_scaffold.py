@@ -319,6 +319,8 @@ def test_slurm_scripts_pass_bash_n_and_shellcheck(tmp_path, scratch, monkeypatch
         text = script.read_text()
         assert "#SBATCH --account=my-acct" in text and "#SBATCH --constraint=gpu80" in text
         assert "conda activate 'ck env'" in text and "module load anaconda3/2024.6" in text
+        # a failed activation stops the job (the job never runs on whatever python the node has)
+        assert "exit 1" in text.split("conda activate 'ck env'", 1)[1].split("\nset -u", 1)[0]
 
 
 # -- the no-clobber writer -------------------------------------------------------------------------

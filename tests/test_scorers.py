@@ -78,13 +78,15 @@ def test_scorer_tables_agree_and_generation_asks_for_logprobs():
     ({"name": "continuous", "params": {"tolerance": 1}}, False, "takes no parameter 'tolerance'"),
 ])
 def test_validate_accepts_the_new_scorers(tmp_path, scratch, capsys, spec, ok, text):
+    """The evaluator's SCORERS table decides, and validate runs the evaluator's checks as scaffold does
+    (valid means scaffold accepts it): both accept or both refuse, naming the same key."""
     path = design(tmp_path, runs=[{"name": "base", "type": "control", "model": "tiny-llama"}],
                   matrix=[{"run": "base", "tasks": ["const"], "epochs": None}], scorers=[spec])
-    assert cli_main(["validate", str(path)]) == 0  # the schema accepts every {name, params}
-    code = cli_main(["scaffold", str(path), "--dry-run"])  # the evaluator checks names and params
-    err = capsys.readouterr().err
-    assert (code == 0) == ok, err
-    assert text in err and "Traceback" not in err
+    for verb in (["validate", str(path)], ["scaffold", str(path), "--dry-run"]):
+        code = cli_main(verb)
+        err = capsys.readouterr().err
+        assert (code == 0) == ok, (verb[0], err)
+        assert text in err and "Traceback" not in err, (verb[0], err)
 
 
 def forty_two_data(path, n_train: int = 96, n_val: int = 16, seed: int = 3):

@@ -138,6 +138,12 @@ def test_value_that_cannot_go_on_sbatch_line_is_one_line_error():
                                  "or leave the line out to keep it unset"]
     with pytest.raises(UserError, match="not a valid default time"):
         parse_settings("- Default time: two hours\n", "c.md")
+    # a number with a unit in words is not cut to the number: '2' alone is 2 minutes to SLURM, '32' 32 MB
+    with pytest.raises(UserError) as err:
+        parse_settings("# settings\n- Default time: 2 hours\n", "c.md")
+    assert err.value.lines()[0].startswith("c.md:2: default time: '2 hours' is not a valid default time; ")
+    with pytest.raises(UserError, match="'32 GB' is not a valid default mem"):
+        parse_settings("- Default mem: 32 GB\n", "c.md")
 
 
 def test_config_show_lists_lines_it_did_not_understand(monkeypatch, capsys):

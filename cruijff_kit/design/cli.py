@@ -73,9 +73,9 @@ def save_main(args) -> int:
 
 
 # files a design session reads, relative to the pack root (a clone, or the installed plugin's copy)
-PACK_FILES = {"example_sanity_check": "sanity_checks/predictable_or_not/experiment_summary.yaml",
-              "example_sweep": "examples/lora_rank_sweep/experiment_summary.yaml",
-              "example_staged": "examples/sft_then_dpo/experiment_summary.yaml",
+PACK_FILES = {"example_sanity_check": f"sanity_checks/predictable_or_not/{layout.DESIGN}",
+              "example_sweep": f"examples/lora_rank_sweep/{layout.DESIGN}",
+              "example_staged": f"examples/sft_then_dpo/{layout.DESIGN}",
               "settings_example": "claude.local.md.example"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.migrate import plan, write
 
 
@@ -21,7 +22,7 @@ def configure(parser) -> None:
 
 def main(args) -> int:
     m = plan(args.file)
-    label = {"design": "design", "setup": "setup_finetune.yaml", "settings": "claude.local.md"}[m.kind]
+    label = {"design": "design", "setup": layout.SETUP_FINETUNE, "settings": "claude.local.md"}[m.kind]
     edits = bool(m._edits)
     print(f"{m.path}: {label}, {len(m._edits)} change(s)" + ("" if edits else " to the file (it reads as is)"))
     for line in sorted(m.changes, key=_line_no):

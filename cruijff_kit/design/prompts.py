@@ -12,13 +12,14 @@ def configure(parser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def rows(exp) -> list[dict]:
-    from cruijff_kit.workers.inspect.evaluator import cell_prompts, dataset_type
+def rows(exp, settings) -> list[dict]:
+    from cruijff_kit.experiment.resolve import resolve_run
+    from cruijff_kit.workers.inspect.evaluator import cell_prompts
 
     out = []
     for cell in exp.cells():
         run, task = exp.run(cell.run), exp.task(cell.task)
-        kind = dataset_type(exp, run)
+        kind = resolve_run(exp, run, settings).dataset_type
         prompt, system = cell_prompts(run, task, kind)
         trained = (run.controls.prompt, "" if kind == "text_completion" else run.controls.system_prompt)
         out.append({"cell": f"{cell.run}/{cell.dirname}", "task": task.name, "trains": run.trains,
@@ -30,8 +31,10 @@ def rows(exp) -> list[dict]:
 
 def main(args) -> int:
     from cruijff_kit.experiment.load import load_experiment
+    from cruijff_kit.settings import load_settings
 
-    table = rows(load_experiment(args.design, profile=args.profile))
+    settings = load_settings()
+    table = rows(load_experiment(args.design, profile=args.profile, settings=settings), settings)
     if args.json:
         print(json.dumps(table, indent=2))
         return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from cruijff_kit.experiment.runtypes import RUN_TYPES, SFT, baseline, for_objective
+from cruijff_kit.experiment.runtypes import RUN_TYPES, SFT, baseline, for_objective, training_names
 
 SHORT = {"lora_rank": "rank", "lora_alpha": "alpha", "lr": "lr", "batch_size": "bs", "epochs": "ep",
          "lora_dropout": "dropout", "weight_decay": "wd", "num_warmup_steps": "warmup", "max_seq_len": "seq",
@@ -81,7 +81,7 @@ def default_matrix(data: dict, runs: list[dict]) -> list[dict]:
     return matrix
 
 
-EXPANDED_TYPES = ("fine-tuned", "control")
+EXPANDED_TYPES = (for_objective(SFT).name, baseline().name)  # the run types planned_runs writes
 
 
 def expand(data: dict, *, controls: bool = False) -> dict:
@@ -117,4 +117,4 @@ def unevaluated(data: dict) -> list[str]:
     evaluated = {row.get("run") for row in (data.get("evaluation") or {}).get("matrix") or []
                  if row.get("tasks") and row.get("epochs")}
     return [r.get("name") for r in data.get("runs") or []
-            if r.get("type") in ("fine-tuned", "dpo") and r.get("name") not in evaluated]
+            if r.get("type") in training_names() and r.get("name") not in evaluated]

@@ -14,16 +14,23 @@ from pathlib import Path
 
 from cruijff_kit.files import read_yaml as files_read_yaml
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.expand import unevaluated
 from cruijff_kit.experiment.model import (
     BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
 )
 from cruijff_kit.experiment.migrate import MIGRATE_HINT, upstream_hint
+from cruijff_kit.experiment.runtypes import RUN_TYPES
 from cruijff_kit.settings import Settings, load_settings
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-SUMMARY_FILE = "experiment_summary.yaml"
+SUMMARY_FILE = layout.DESIGN
+
+
+def _run_type(value):
+    """The RUN_TYPES row of a raw `runs[].type`; None for a value the schema check reports."""
+    return RUN_TYPES.get(value) if isinstance(value, str) else None
 
 
 @lru_cache(maxsize=1)
@@ -213,17 +220,19 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
         params = {**controls, **(run.get("parameters") or {})}
         epochs_of[name] = params.get("epochs", Controls.epochs)
         types[name] = run.get("type")
+        kind = _run_type(run.get("type"))
+        given_checkpoint = kind is not None and kind.needs_checkpoint_path
         if run.get("model") not in models and not run.get("base_run"):
             problems.error(f"runs[{i}].model", f"'{run.get('model')}' is not in models.base",
                            f"known: {', '.join(sorted(m for m in models if m))}"
                            + (f"; {closest(run.get('model'), models)}" if closest(run.get('model'), models) else ""))
-        if run.get("type") == "eval-only" and not run.get("checkpoint_path"):
+        if given_checkpoint and not run.get("checkpoint_path"):
             problems.error(f"runs[{i}].checkpoint_path", "eval-only runs need a checkpoint_path",
                            "add the checkpoint directory to evaluate")
-        if run.get("checkpoint_path") and run.get("type") != "eval-only":
+        if run.get("checkpoint_path") and not given_checkpoint:
             problems.error(f"runs[{i}].checkpoint_path", "only eval-only runs take a checkpoint_path",
                            "set type: eval-only or remove checkpoint_path")
-        if run.get("base_run") and run.get("type") not in ("fine-tuned", "dpo"):
+        if run.get("base_run") and not (kind is not None and kind.trains):
             problems.error(f"runs[{i}].base_run", "only fine-tuned or dpo runs can start from another run",
                            "remove base_run or change the type")
         prompt = params.get("prompt", "{input}")
@@ -232,12 +241,11 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
                            else "controls.prompt", "the prompt template has no {input} placeholder",
                            "add {input} where the example's input goes")
         lab = params.get("dataset_label") or (data.get("data") or {}).get("training", {}).get("dataset_label")
-        if run.get("type") in ("fine-tuned", "dpo") and not (data.get("data") or {}).get(
-                "preference" if run.get("type") == "dpo" else "training"):
+        if kind is not None and kind.trains and not (data.get("data") or {}).get(kind.data_key):
             problems.error(f"runs[{i}]", "this run trains but the design has no training data",
                            "add data.training (or data.preference for dpo runs)")
         path_tmpl = (data.get("data") or {}).get("training", {}).get("path", "")
-        if "{dataset_label}" in path_tmpl and run.get("type") == "fine-tuned" and not lab:
+        if "{dataset_label}" in path_tmpl and kind is not None and kind.data_key == "training" and not lab:
             problems.error(f"runs[{i}].parameters.dataset_label", "data.training.path uses {dataset_label} "
                            "but this run sets none", "add dataset_label to the run's parameters")
     for i, run in enumerate(runs):
@@ -294,7 +302,8 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
                 problems.error(f"evaluation.matrix[{i}].tasks[{j}]", f"'{task}' is not in evaluation.tasks",
                                closest(task, tasks) or f"known tasks: {', '.join(sorted(t for t in tasks if t))}")
         epochs = row.get("epochs")
-        if types.get(run) in ("control", "eval-only"):
+        kind = _run_type(types.get(run))
+        if kind is not None and not kind.per_epoch:
             if epochs is not None:
                 problems.error(f"evaluation.matrix[{i}].epochs", f"{types[run]} runs are evaluated once",
                                "set epochs: null")

@@ -25,8 +25,10 @@ import re
 import signal
 from pathlib import Path
 
-STATE_FILE = ".ck/state.json"
-COMPUTE_FILE = "compute.json"
+from cruijff_kit.experiment import layout
+
+STATE_FILE = layout.STATE
+COMPUTE_FILE = layout.COMPUTE
 WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
 _SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
 PARTIAL = (".tmp", ".ck-tmp", ".partial")
@@ -80,16 +82,16 @@ def complete_epochs(output_dir: str | Path) -> list[int]:
     found = []
     if not out.is_dir():
         return found
-    for folder in out.glob("epoch_*"):
-        number = folder.name[len("epoch_"):]
-        if not number.isdigit() or not folder.is_dir():
+    for folder in out.glob(f"{layout.EPOCH_PREFIX}*"):
+        number = layout.epoch_of(folder.name)
+        if number is None or not folder.is_dir():
             continue
         names = [p.name for p in folder.iterdir()]
         if any(n.endswith(PARTIAL) for n in names):
             continue
         weights = [folder / n for n in names if n in WEIGHTS or _SHARD.fullmatch(n)]
         if weights and all(w.stat().st_size > 0 for w in weights):
-            found.append(int(number))
+            found.append(number)
     return sorted(found)
 
 
@@ -97,7 +99,7 @@ def recover_job(exp_dir: str | Path, job: dict) -> dict:
     """{state, exit_code, reason, resume_from} of one jobs.json entry, from the files it left."""
     exp_dir = Path(exp_dir)
     script = exp_dir / job["script"]
-    code = read_exit_code(str(script) + ".exitcode")
+    code = read_exit_code(layout.exit_code_file(script))
     source = "exit-code file"
     if code is None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from cruijff_kit.errors import ProblemList
+from cruijff_kit.experiment import layout
 from cruijff_kit.jobscript import SBATCH_KEYS, control_char, resources, sbatch_value_problem, unsafe_path
 
 # keys whose string values are free text: multi-line allowed (they go into YAML and Markdown, quoted)
@@ -126,7 +127,7 @@ def script_problems(exp, settings, problems: ProblemList) -> None:
 
 
 # -- the experiment directory ----------------------------------------------------------------------
-OWNER_MARK = ".ck"  # scaffold keeps its manifest here; design verify/summary create it when they claim a dir
+OWNER_MARK = layout.CK_DIR  # scaffold keeps its manifest here; design verify/summary create it when they claim a dir
 SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot",
                 "/run", "/var/lib", "/var/log", "/var/run")
 
@@ -139,7 +140,7 @@ def owned(path) -> bool:
     path = Path(path)
     if (path / OWNER_MARK).is_dir() or (path / "experiment.yaml").is_file():  # our marker; a `generate` sweep
         return True
-    design = path / "experiment_summary.yaml"
+    design = layout.design_file(path)
     try:
         if design.is_file():
             with open(design, "rb") as fh:

@@ -19,13 +19,14 @@ import operator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.experiment.model import Gate, Stage
 from cruijff_kit.files import yaml_load
 from cruijff_kit.run.state import TERMINAL, now
 from cruijff_kit.workers.inspect.scores import cell_logs, cell_scores
 
-DESIGN_FILE = "experiment_summary.yaml"
+DESIGN_FILE = layout.DESIGN
 GATE_PREFIX = "gate "  # reason of a job cancelled by a failed gate
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
        "!=": operator.ne}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.files import replace_block
 from cruijff_kit.fmt import fmt_seconds, fmt_time
 from cruijff_kit.render import STATUS_BLOCK, render
@@ -16,7 +17,7 @@ from cruijff_kit.run import gates
 from cruijff_kit.run.state import BY_USER, CANCELLED, COMPLETED, FAILED, PENDING, STATES, TERMINAL, now
 from cruijff_kit.workers import rerun_policy
 
-SUMMARY_FILE = "experiment_summary.md"
+SUMMARY_FILE = layout.SUMMARY_MD
 STATUS_START, STATUS_END = STATUS_BLOCK
 
 

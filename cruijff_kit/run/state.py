@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.files import read_json, write_json
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
@@ -25,8 +26,8 @@ STATES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
 ACTIVE = frozenset({PENDING, RUNNING})
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
-STATE_FILE = ".ck/state.json"
-LOCK_FILE = ".ck/state.lock"
+STATE_FILE = layout.STATE
+LOCK_FILE = layout.STATE_LOCK
 VERSION = 1
 
 # reasons with a meaning for the engine

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cruijff_kit.errors import UserError, ValidationFailed
+from cruijff_kit.experiment import layout
 from cruijff_kit.scaffold.generate_model import CONFIRM_RUNS_FROM, WARN_VARIABLES_ABOVE, Sweep, load_sweep, user_problems
 from cruijff_kit.settings import Settings
 
@@ -71,7 +72,7 @@ def config_overlay(sweep: Sweep):
         config = merge(yaml_load(text), sweep.base, sweep.override)
         return render("generate/finetune.yaml.j2", run=plan.run.name, experiment=sweep.exp.name,
                       params=_params(sweep, plan.run.name), source=sweep.rel(sweep.dir / "experiment.yaml"),
-                      base_config=sweep.base_config, config=f"{plan.rel_dir}/finetune.yaml", dir=str(sweep.dir),
+                      base_config=sweep.base_config, config=f"{plan.rel_dir}/{layout.FINETUNE_CONFIG}", dir=str(sweep.dir),
                       body=yaml_dump(config))
     return apply
 
@@ -86,10 +87,10 @@ def run_mapping(sweep: Sweep, settings: Settings) -> str:
     for run in sweep.exp.runs:
         mine = [c for c in cells if c.run == run.name]
         out = settings.output_dir(sweep.exp.name, run.name)
-        rows.append({"name": run.name, "params": _params(sweep, run.name), "train_config": f"{run.name}/finetune.yaml",
-                     "output_dir": str(out), "model_path": str(out / f"epoch_{mine[0].epoch}") if mine else None,
-                     "eval_configs": [f"{cell_relpath(c)}/eval_config.yaml" for c in mine],
-                     "eval_dir": f"{run.name}/eval" if mine else None})
+        rows.append({"name": run.name, "params": _params(sweep, run.name), "train_config": f"{run.name}/{layout.FINETUNE_CONFIG}",
+                     "output_dir": str(out), "model_path": str(layout.epoch_dir(out, mine[0].epoch)) if mine else None,
+                     "eval_configs": [f"{cell_relpath(c)}/{layout.EVAL_CONFIG}" for c in mine],
+                     "eval_dir": f"{run.name}/{layout.EVAL_DIR}" if mine else None})
     variables = [sweep.user_names[k] for k in sweep.exp.variables]
     return render(f"generate/{MAPPING_FILE}.j2", experiment=sweep.exp.name, source="experiment.yaml",
                   base_config=sweep.base_config, recipe=RECIPE_MODULE, variables=variables, runs=rows,
@@ -171,13 +172,13 @@ def main(args) -> int:
         print(f"kept {rel}: edited since it was generated (use --force to overwrite)", file=sys.stderr)
     for name in outcome.stale:
         print(f"warning: {name}/ is not part of this grid (left from an earlier one); delete it", file=sys.stderr)
-    print(_range([f"{j.run}/finetune.yaml" for j in outcome.jobs if j.kind == "train"], "training config"))
-    evals = [j.meta["config"].removesuffix("/eval_config.yaml") for j in outcome.jobs if j.kind == "eval"]
+    print(_range([f"{j.run}/{layout.FINETUNE_CONFIG}" for j in outcome.jobs if j.kind == "train"], "training config"))
+    evals = [j.meta["config"].removesuffix(f"/{layout.EVAL_CONFIG}") for j in outcome.jobs if j.kind == "eval"]
     if evals:
         print(_range(evals, "evaluation config"))
         print("✓ Validated all evaluation tasks")
     shown = args.dir if Path(args.dir).name != "experiment.yaml" else str(Path(args.dir).parent)
-    print(f"✓ Wrote jobs.json ({len(outcome.jobs)} jobs); next: cruijff-kit run {shown}")
+    print(f"✓ Wrote {layout.JOBS} ({len(outcome.jobs)} jobs); next: cruijff-kit run {shown}")
     return 0
 
 

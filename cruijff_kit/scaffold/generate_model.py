@@ -33,6 +33,7 @@ from pathlib import Path
 
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
 from cruijff_kit.experiment.model import Controls, Experiment
+from cruijff_kit.experiment.runtypes import SFT, for_objective
 from cruijff_kit.settings import Settings
 from cruijff_kit.workers.torchtune import overlay
 
@@ -319,7 +320,7 @@ def _design(meta: dict, root: Path, model: tuple, dataset: Path, controls: dict,
     width = max(3, len(str(len(combos) - 1)))
     runs, matrix = [], []
     for i, combo in enumerate(combos):
-        run = {"name": f"run_{i:0{width}d}", "type": "fine-tuned", "model": name,
+        run = {"name": f"run_{i:0{width}d}", "type": for_objective(SFT).name, "model": name,
                "parameters": dict(zip(grid_keys, combo))}
         if slurm:
             run["slurm_overrides"] = dict(slurm)

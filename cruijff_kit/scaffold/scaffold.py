@@ -143,7 +143,7 @@ def submitted_jobs(exp_dir: Path) -> set[str]:
     """Ids of the jobs `run` has submitted (any state past pending), from .ck/state.json."""
     from cruijff_kit.files import read_json
 
-    state = read_json(exp_dir / ".ck" / "state.json", {}) or {}
+    state = read_json(layout.state_file(exp_dir), {}) or {}
     jobs = state.get("jobs") if isinstance(state.get("jobs"), dict) else {}
     return {job_id for job_id, js in jobs.items() if isinstance(js, dict) and (
         js.get("submitted") or js.get("native_id") or js.get("state") not in (None, "pending"))}

@@ -206,7 +206,7 @@ def planned_pairs(collected, found: dict[tuple, Arm]) -> list[tuple[str, Arm, Ar
     first_run = {name: exp.run(runs[0]) for name, runs in configs.items()}
     pairs = []
     for (config, task, _epoch), arm in found.items():  # fine-tuned vs its control
-        if first_run[config].type == "control":
+        if first_run[config].kind.baseline:
             continue
         base = next((c.base_run for c in arm.cells if c.base_run), "")
         control = next((name for name, runs in configs.items() if base in runs), None)

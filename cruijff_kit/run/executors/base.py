@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.state import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING  # noqa: F401 (re-export)
 
@@ -127,7 +128,7 @@ def job_env(env: dict | None) -> dict:
 
 def resolve_log(job: JobSpec, native_id: str, exp_dir: Path) -> str:
     """The job's stdout/stderr file with %j replaced by its native id."""
-    pattern = job.log or str(exp_dir / Path(job.script).parent / "slurm-%j.out")
+    pattern = job.log or str(layout.job_log(exp_dir / Path(job.script).parent))
     return pattern.replace("%j", str(native_id))
 
 

@@ -16,13 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.files import atomic_write
 from cruijff_kit.jobscript import job_environment, resources
 from cruijff_kit.render import render
 from cruijff_kit.run import gates
 from cruijff_kit.run.state import PENDING, TERMINAL, is_submitted
 
-SCRIPT = ".ck/continue.slurm"
+SCRIPT = layout.CONTINUATION
 KEY = "continuation"  # in state.json: {"native_id", "after", "script", "executor"}
 EXECUTOR = "slurm"  # the executor that runs it (continuations recorded before "executor" was kept)
 RESOURCES = {"time": "00:15:00", "mem": "2G", "cpus": 1, "gpus": 0}
@@ -54,13 +55,13 @@ def already_waiting(st: dict, after: list[str], live: set[str]) -> bool:
 
 def write_script(engine) -> Path:
     settings = engine.settings
-    ck = engine.exp_dir / ".ck"
+    ck = layout.ck_dir(engine.exp_dir)
+    path = engine.exp_dir / SCRIPT
     text = render("continue.slurm.j2", job_name=f"ck-continue-{engine.experiment}"[:60],
                   log=str(ck / "continue-%j.out"), res=resources(settings, dict(RESOURCES), device="cpu"),
-                  source="`cruijff-kit run` (rewritten at each continuation)", exit_code_file=str(ck / "continue.slurm.exitcode"),
+                  source="`cruijff-kit run` (rewritten at each continuation)", exit_code_file=layout.exit_code_file(path),
                   env=job_environment(settings, engine.exp_dir), workdir=str(engine.exp_dir),
                   job_id="continuation", python=sys.executable, exp_dir=str(engine.exp_dir))
-    path = engine.exp_dir / SCRIPT
     atomic_write(path, text)
     return path
 

@@ -10,7 +10,7 @@ Known: inspect's `match`, `includes`, `exact`, `f1`, `pattern`, and ours:
   absolute error (NaN when no number was parsed); metrics mae, rmse, r2, parse_rate.
 
 The statistics are plain functions in calibration.py. The CLI side validates names and
-params against the plain-data table `SCORERS` in cruijff_kit/workers/inspect.py (no inspect import
+params against the plain-data table `SCORERS` in cruijff_kit/workers/inspect/evaluator.py (no inspect import
 there); tests keep that table and BUILDERS below in step.
 """
 from __future__ import annotations

@@ -11,13 +11,13 @@ CK_RESUME=1 -> resume_from_checkpoint=True (the output dir holds epoch_N checkpo
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.jobs import JobSpec
 
-EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+EPOCH_DIR = layout.EPOCH_DIR
 RESUME, BATCH_SIZE = "CK_RESUME", "CK_BATCH_SIZE"
 OVERRIDES = (RESUME, BATCH_SIZE)  # set only by the engine: a job never inherits them from the shell
 KEPT = (BATCH_SIZE,)  # overrides a rerun keeps from the attempt before (a halved batch stays halved)
@@ -39,7 +39,7 @@ def batch_size(job: JobSpec, exp_dir: Path) -> int | None:
     """The job's batch size: jobs.json meta, else `batch_size` of its finetune.yaml."""
     if isinstance(job.meta.get("batch_size"), int):
         return job.meta["batch_size"]
-    config = Path(exp_dir) / (job.meta.get("config") or str(Path(job.script).parent / "finetune.yaml"))
+    config = Path(exp_dir) / (job.meta.get("config") or str(Path(job.script).parent / layout.FINETUNE_CONFIG))
     try:
         from cruijff_kit.files import yaml_load
 

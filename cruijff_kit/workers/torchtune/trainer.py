@@ -526,7 +526,7 @@ def render(exp: Experiment, settings: Settings, files, config_overlay=None) -> l
     jobs = []
     for plan in plans:
         for name, text in render_run(plan, exp, settings, env).items():
-            if name == "finetune.yaml" and config_overlay is not None:
+            if name == layout.FINETUNE_CONFIG and config_overlay is not None:
                 text = config_overlay(plan, text)
             files.add(f"{plan.rel_dir}/{name}", text, executable=name.endswith(".slurm"))
         jobs.append(job_spec(plan))
