@@ -30,7 +30,7 @@ from cruijff_kit import logbook
 from cruijff_kit.compute.records import write_compute
 from cruijff_kit.errors import UserError
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.run import gates, report
+from cruijff_kit.run import gates, recovery, report
 from cruijff_kit.run.executors import make_executor, needs_runner
 from cruijff_kit.run.executors.base import OOM, Executor, JobStatus, SubmitError, log_tail, looks_oom, resolve_log
 from cruijff_kit.run.graph import JobGraph, experiment_dir
@@ -76,6 +76,7 @@ class Engine:
         self._critical_depth = 0
         self._stop_pending = False
         self._estimates: tuple[dict, str] | None = None
+        self.recovered = recovery.rebuild(self)  # a lost state.json: rebuilt from exit codes and checkpoints
 
     # -- helpers -----------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,47 @@
+"""A lost `.ck/state.json` (deleted, or emptied) rebuilt from what the jobs left on disk.
+
+Every verb builds an Engine, and the Engine calls `rebuild` first: when the state file is lost and the
+jobs left evidence (exit-code files, compute.json, complete epoch checkpoints: experiment/recover.py),
+the state is written again from it, each rebuilt job marked `recovered: true`. Then `status` shows what
+ran, `run` skips completed jobs, and a training job with complete checkpoints but no sign of finishing
+(or killed by a signal) is pending with its rerun policy's overrides (torchtune: CK_RESUME=1), so `run` resumes it from its
+last epoch instead of restarting. A damaged (unreadable) state file is never rebuilt silently:
+StateStore.read names it and the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from cruijff_kit.experiment.recover import recover_jobs
+from cruijff_kit.run.state import FAILED, PENDING, ensure_jobs, new_job
+
+
+def rebuild(engine) -> list[str]:
+    """Rebuild a lost state from disk; returns the ids of the jobs that found evidence ([] if none)."""
+    if not engine.store.lost():
+        return []
+    found = {job_id: rec for job_id, rec in recover_jobs(engine.exp_dir, [asdict(j) for j in engine.jobs]).items()
+             if rec["state"] != PENDING}
+    if not found:
+        return []  # never run (or nothing left): an empty state is the truth
+    with engine.store.locked() as st:
+        if not engine.store.lost():  # another process rebuilt it meanwhile
+            return []
+        ensure_jobs(st, engine.by_id)
+        for job_id, rec in found.items():
+            job, js = engine.by_id[job_id], new_job()
+            js.update(state=rec["state"], exit_code=rec["exit_code"], reason=rec["reason"], recovered=True)
+            code = rec["exit_code"]
+            killed = code is None or code < 0 or code > 128  # no sign of an ending, or a signal: interrupted
+            if rec["resume_from"] is not None and job.kind == "train" and killed:
+                env = engine.rerun_env(job, js)
+                if env:  # its trainer resumes from the checkpoints: let `run` start it again
+                    js.update(state=PENDING, env=env, reason=f"recovered: resumes after epoch {rec['resume_from']}")
+            if js["state"] == FAILED:
+                js["ended"] = None
+            st["jobs"][job_id] = js
+        engine.log("STATE_REBUILT", f"rebuilt a lost state of {len(found)} job(s) from disk",
+                   result=", ".join(f"{i}={st['jobs'][i]['state']}" for i in list(found)[:20]),
+                   explanation="state.json was missing or empty; evidence: exit-code files, compute.json, "
+                               "complete checkpoints", job_id="-")
+    return list(found)
