@@ -32,7 +32,7 @@ from cruijff_kit.errors import UserError
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run import gates, recovery, report
 from cruijff_kit.run.executors import make_executor, needs_runner
-from cruijff_kit.run.executors.base import OOM, Executor, JobStatus, SubmitError, log_tail, looks_oom, resolve_log
+from cruijff_kit.run.executors.base import NEVER_SATISFIED, OOM, Executor, JobStatus, SubmitError, log_tail, looks_oom, resolve_log
 from cruijff_kit.run.graph import JobGraph, experiment_dir
 from cruijff_kit.run.state import (
     CANCELLED,
@@ -155,7 +155,12 @@ class Engine:
             if reason == OOM or looks_oom(js["tail"]):
                 reason = OOM
         if new == CANCELLED:
-            reason = self._dependency_reason(st, job) or reason
+            why = self._dependency_reason(st, job)
+            if why or reason == NEVER_SATISFIED:
+                # a dependent that can never run: the backend may still hold it (a SLURM cluster without
+                # kill_invalid_depend keeps it PENDING forever); cancel it there too (idempotent)
+                self._cancel_native(js)
+            reason = why or reason
         self.set_state(st, job, js, new, reason=reason)
         try:
             write_compute(self.exp_dir, job, js, self.output_dir(job) if job.kind == "train" else None)
