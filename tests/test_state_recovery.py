@@ -128,3 +128,35 @@ def test_damaged_jobs_json_is_one_line_in_every_verb(tmp_path, scratch, cli, con
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (verb, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "jobs.json" in proc.stderr
         assert "scaffold" in proc.stderr or "restore it" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("how", ["deleted", "garbage", "rebuilt by status"])
+def test_state_lost_under_a_live_runner_is_written_back_and_nothing_runs_twice(tmp_path, scratch, cli, how):
+    from run_fixtures import job_state, start_cli, wait_for
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    exp = build(tmp_path / "exp", [Fake("a.train", marker(marks, "a.train", 3.0)),
+                                   Fake("a.eval.task_epoch0", marker(marks, "a.eval", 0.0), after=["a.train"])])
+    runner = start_cli("run", str(exp), "--executor", "local")
+    try:
+        wait_for(lambda: job_state(exp, "a.train") == "running", 30, what="a.train running")
+        path = exp / ".ck" / "state.json"
+        if how == "garbage":
+            path.write_bytes(b"\xff garbage")
+        else:
+            path.unlink()
+        if how == "rebuilt by status":
+            assert cli("status", str(exp), timeout=60).returncode == 0
+        out, _ = runner.communicate(timeout=90)
+    finally:
+        if runner.poll() is None:
+            import os
+            import signal
+
+            os.killpg(runner.pid, signal.SIGKILL)
+    assert runner.returncode == 0, out
+    assert {j: state(exp)["jobs"][j]["state"] for j in TWO} == {j: "completed" for j in TWO}
+    assert submits(exp) == 2  # a.train was not submitted a second time
+    assert len((marks / "a.train.start").read_text().splitlines()) == 1
+    assert any(e.action == "STATE_RESTORED" for e in logbook.read(exp / "run-experiment.log"))

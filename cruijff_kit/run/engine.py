@@ -403,6 +403,7 @@ class Engine:
 
     def step(self, executor_name: str | None, max_submit: int | None = None) -> dict:
         """Poll, apply, cascade, gates, submit (when executor_name is given), rewrite the Status block."""
+        recovery.restore(self)  # lost under a live runner: its own memory, never a resubmission
         polls = self._poll(self.store.read())
         with self.critical(), self.store.locked() as st:
             ensure_jobs(st, self.by_id)
@@ -414,6 +415,7 @@ class Engine:
                 changed |= self.cascade(st)
             if changed or not (self.exp_dir / report.SUMMARY_FILE).exists():
                 self.write_summary(st)
+            recovery.remember(self, st)
             return st
 
     def _can_progress(self, st: dict) -> bool:

@@ -6,12 +6,17 @@ the state is written again from it, each rebuilt job marked `recovered: true`. T
 ran, `run` skips completed jobs, and a training job with complete checkpoints but no sign of finishing
 (or killed by a signal) is pending with its rerun policy's overrides (torchtune: CK_RESUME=1), so `run` resumes it from its
 last epoch instead of restarting. A damaged (unreadable) state file is never rebuilt silently:
-StateStore.read names it and the fix.
+StateStore.read names it and the fix. While a runner drives the experiment, a state file lost, damaged
+or rebuilt under it is written back from the runner's own last snapshot (`restore`), so no running job
+is submitted twice.
 """
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import asdict
 
+from cruijff_kit.errors import UserError
 from cruijff_kit.experiment.recover import recover_jobs
 from cruijff_kit.run.state import FAILED, PENDING, ensure_jobs, new_job
 
@@ -45,3 +50,30 @@ def rebuild(engine) -> list[str]:
                    explanation="state.json was missing or empty; evidence: exit-code files, compute.json, "
                                "complete checkpoints", job_id="-")
     return list(found)
+
+
+def remember(engine, st: dict) -> None:
+    """Keep the state this process last wrote (a live runner's memory of every submitted id)."""
+    engine.last_state = copy.deepcopy(st)
+
+
+def restore(engine) -> bool:
+    """The runner's state file lost, damaged or replaced (a rebuild by `status` from another terminal drops
+    the runner record) while it drives the experiment: write its last snapshot back."""
+    last = getattr(engine, "last_state", None)
+    if not last or (last.get("runner") or {}).get("pid") != os.getpid():
+        return False  # not the live runner: a lost file is rebuilt from disk by the next verb instead
+
+    def fine() -> bool:
+        if engine.store.lost():
+            return False
+        try:
+            return (engine.store.read().get("runner") or {}).get("pid") == os.getpid()
+        except UserError:
+            return False
+
+    if fine() or not engine.store.replace(copy.deepcopy(last), unless=fine):
+        return False
+    engine.log("STATE_RESTORED", "state.json was lost or replaced during the run: written back from the "
+               "runner's memory", result=f"{len(last.get('jobs') or {})} job(s)", job_id="-")
+    return True

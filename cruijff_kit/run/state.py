@@ -148,6 +148,21 @@ class StateStore:
         state["updated"] = now()
         write_json(self.path, state)
 
+    def replace(self, state: dict, *, unless=None) -> bool:
+        """Write `state` under the lock without reading the file (it may be lost or damaged); skipped when
+        `unless()` (called under the lock) says the file is fine after all."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if unless is not None and unless():
+                return False
+            self.write(state)
+            return True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     @contextmanager
     def locked(self):
         """Read-modify-write under the lock: yields the state; writes it back when the block ends."""
