@@ -50,6 +50,11 @@ def test_lost_state_is_rebuilt_and_run_skips_completed_jobs(tmp_path, scratch, c
     assert all(jobs[j]["recovered"] and "exit-code file" in jobs[j]["reason"] for j in TWO)
     assert {j: state(exp)["jobs"][j]["state"] for j in TWO} == {j: "completed" for j in TWO}  # written back
 
+    path.unlink()  # a dry run reads the rebuilt state but writes nothing
+    dry = cli("run", str(exp), "--executor", "local", "--dry-run", timeout=60)
+    assert dry.returncode == 0 and "2 skipped (completed)" in dry.stdout, dry.stdout
+    assert not path.exists()
+
     before = submits(exp)
     proc = cli("run", str(exp), "--executor", "local", timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

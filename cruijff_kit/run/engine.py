@@ -56,7 +56,7 @@ RUN_LOG = logbook.LOG_NAMES["run"]
 
 
 class Engine:
-    def __init__(self, exp_dir: str | Path, *, command: str = "run", out=print):
+    def __init__(self, exp_dir: str | Path, *, command: str = "run", out=print, dry_run: bool = False):
         self.exp_dir = experiment_dir(exp_dir)
         self.command = command
         self.out = out
@@ -76,7 +76,8 @@ class Engine:
         self._critical_depth = 0
         self._stop_pending = False
         self._estimates: tuple[dict, str] | None = None
-        self.recovered = recovery.rebuild(self)  # a lost state.json: rebuilt from exit codes and checkpoints
+        # a lost state.json: rebuilt from exit codes and checkpoints (a dry run only reads it that way)
+        self.recovered = recovery.rebuild(self, write=not dry_run)
 
     # -- helpers -----------------------------------------------------------------------------------------
     @property

@@ -18,38 +18,46 @@ from dataclasses import asdict
 
 from cruijff_kit.errors import UserError
 from cruijff_kit.experiment.recover import recover_jobs
-from cruijff_kit.run.state import FAILED, PENDING, ensure_jobs, new_job
+from cruijff_kit.run.state import PENDING, ensure_jobs, new_job
 
 
-def rebuild(engine) -> list[str]:
-    """Rebuild a lost state from disk; returns the ids of the jobs that found evidence ([] if none)."""
+def rebuild(engine, *, write: bool = True) -> list[str]:
+    """Rebuild a lost state from disk; returns the ids of the jobs that found evidence ([] if none).
+    write=False (dry runs): the rebuilt state is only what the lost file reads as (store.fallback)."""
     if not engine.store.lost():
         return []
     found = {job_id: rec for job_id, rec in recover_jobs(engine.exp_dir, [asdict(j) for j in engine.jobs]).items()
              if rec["state"] != PENDING}
     if not found:
         return []  # never run (or nothing left): an empty state is the truth
+    if not write:
+        st = engine.store.read()
+        _fill(engine, st, found)
+        engine.store.fallback = st
+        return list(found)
     with engine.store.locked() as st:
         if not engine.store.lost():  # another process rebuilt it meanwhile
             return []
-        ensure_jobs(st, engine.by_id)
-        for job_id, rec in found.items():
-            job, js = engine.by_id[job_id], new_job()
-            js.update(state=rec["state"], exit_code=rec["exit_code"], reason=rec["reason"], recovered=True)
-            code = rec["exit_code"]
-            killed = code is None or code < 0 or code > 128  # no sign of an ending, or a signal: interrupted
-            if rec["resume_from"] is not None and job.kind == "train" and killed:
-                env = engine.rerun_env(job, js)
-                if env:  # its trainer resumes from the checkpoints: let `run` start it again
-                    js.update(state=PENDING, env=env, reason=f"recovered: resumes after epoch {rec['resume_from']}")
-            if js["state"] == FAILED:
-                js["ended"] = None
-            st["jobs"][job_id] = js
+        _fill(engine, st, found)
         engine.log("STATE_REBUILT", f"rebuilt a lost state of {len(found)} job(s) from disk",
                    result=", ".join(f"{i}={st['jobs'][i]['state']}" for i in list(found)[:20]),
                    explanation="state.json was missing or empty; evidence: exit-code files, compute.json, "
                                "complete checkpoints", job_id="-")
     return list(found)
+
+
+def _fill(engine, st: dict, found: dict) -> None:
+    ensure_jobs(st, engine.by_id)
+    for job_id, rec in found.items():
+        job, js = engine.by_id[job_id], new_job()
+        js.update(state=rec["state"], exit_code=rec["exit_code"], reason=rec["reason"], recovered=True)
+        code = rec["exit_code"]
+        killed = code is None or code < 0 or code > 128  # no sign of an ending, or a signal: interrupted
+        if rec["resume_from"] is not None and job.kind == "train" and killed:
+            env = engine.rerun_env(job, js)
+            if env:  # its trainer resumes from the checkpoints: let `run` start it again
+                js.update(state=PENDING, env=env, reason=f"recovered: resumes after epoch {rec['resume_from']}")
+        st["jobs"][job_id] = js
 
 
 def remember(engine, st: dict) -> None:

@@ -29,7 +29,7 @@ def main(args) -> int:
     from cruijff_kit.run.state import ensure_jobs, runner_alive
 
     check_limits(args)
-    engine = Engine(args.experiment_dir, command="resubmit")
+    engine = Engine(args.experiment_dir, command="resubmit", dry_run=args.dry_run)
     if args.only:
         engine.graph.select(args.only)  # validates the names
     snapshot = engine.store.read()

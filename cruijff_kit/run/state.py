@@ -11,6 +11,7 @@ with its pid and process start time so `status` can tell a live runner from a de
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import socket
@@ -113,6 +114,7 @@ class StateStore:
         self.exp_dir = Path(exp_dir)
         self.path = self.exp_dir / STATE_FILE
         self.lock_path = self.exp_dir / LOCK_FILE
+        self.fallback: dict | None = None  # what a lost file reads as, without writing it (dry runs)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -134,7 +136,7 @@ class StateStore:
         """A consistent snapshot (writes are atomic); no lock needed to read. A lost file reads as no
         state; a damaged one is a one-line UserError naming the file and the fix."""
         if self.lost():
-            return normalise(None)
+            return normalise(copy.deepcopy(self.fallback))
         try:
             data = read_json(self.path, None, kind=dict)
         except UserError as exc:
