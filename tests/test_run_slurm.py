@@ -215,3 +215,39 @@ def test_fallbacks_without_accounting_agree_with_sacct(tmp_path, scratch):
     for status in (by_sacct, by_scontrol, by_file):
         assert (status.state, status.exit_code, status.reason) == ("failed", 3, "exit code 3")
     assert (exp / "f" / "finetune.slurm.exitcode").read_text().strip() == "3"
+
+
+def test_slurm_scancel_of_training_cancels_its_eval_and_resubmit_failed_reruns_both(tmp_path, scratch, cli):
+    """`scancel` of a training job outside cruijff_kit: its eval is cancelled and leaves the queue (with or
+    without kill_invalid_depend: the engine scancels a dependent that can never run), and
+    `resubmit --failed` reruns the training job together with the eval, not the eval alone."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    flag = tmp_path / "quick"
+    exp = build(tmp_path / "exp", [Fake("s.train", f'if [ ! -f "{flag}" ]; then sleep 300; fi'),
+                                   Fake("s.eval.task_epoch0", marker(marks, "s.eval"), after=["s.train"])])
+    proc = cli("run", str(exp), "--executor", "slurm", timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = {j: state(exp)["jobs"][j]["native_id"] for j in ("s.train", "s.eval.task_epoch0")}
+
+    def status_jobs() -> dict:
+        data = json.loads(cli("status", str(exp), "--json", timeout=30).stdout)
+        return {j["id"]: j for j in data["jobs"]}
+
+    wait_for(lambda: status_jobs()["s.train"]["state"] == "running", 60, 0.5, "s.train running")
+    subprocess.run(["scancel", ids["s.train"]], check=True, capture_output=True, timeout=30)
+    jobs = wait_for(lambda: (lambda j: j if all(x["state"] == "cancelled" for x in j.values()) else None)(status_jobs()),
+                    60, 0.5, "both jobs cancelled")
+    assert jobs["s.eval.task_epoch0"]["reason"] == "dependency s.train cancelled"
+    assert set(wait_sacct(list(ids.values()), {"CANCELLED"}).values()) == {"CANCELLED"}
+    queued = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30).stdout.split()
+    assert not set(queued) & set(ids.values())  # nothing of ours left PENDING
+
+    dry = cli("resubmit", str(exp), "--failed", "--dry-run", timeout=60)
+    assert dry.returncode == 0 and "rerun  s.train" in dry.stdout and "rerun  s.eval.task_epoch0" in dry.stdout
+    flag.write_text("quick")
+    proc = cli("resubmit", str(exp), "--failed", "--wait", *POLL, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    st = state(exp)
+    assert {j: st["jobs"][j]["state"] for j in ids} == dict.fromkeys(ids, "completed")
+    assert st["jobs"]["s.train"]["attempts"] == 2 and (marks / "s.eval.end").exists()

@@ -21,6 +21,7 @@ column; functions take that directory and return a Path.
         finetune.yaml            FINETUNE_CONFIG                the torchtune config
         finetune.slurm           FINETUNE_SCRIPT                the training job script (RUN_FILES: these three)
         compute.json             COMPUTE, compute_file()        what the job cost (also in every eval cell dir)
+        provenance.json          PROVENANCE, provenance_file()  what the job was made from (also in every cell dir)
         eval/                    EVAL_DIR
           {task}[_epoch{N}]/     cell_dirname(), cell_relpath(), cell_dir()   one eval cell
             eval_config.yaml     EVAL_CONFIG
@@ -60,6 +61,7 @@ FINETUNE_CONFIG = "finetune.yaml"
 FINETUNE_SCRIPT = "finetune.slurm"
 RUN_FILES = (SETUP_FINETUNE, FINETUNE_CONFIG, FINETUNE_SCRIPT)  # what the torchtune worker writes per run
 COMPUTE = "compute.json"
+PROVENANCE = "provenance.json"  # written by tools/provenance.py from the job script, next to compute.json
 EVAL_DIR = "eval"
 EVAL_CONFIG = "eval_config.yaml"
 EVAL_SCRIPT = "inspect.slurm"
@@ -143,6 +145,11 @@ def cell_logs(exp_dir: str | Path, run: str, dirname: str) -> Path:
 def cell_compute_files(run_dir_: str | Path) -> list[Path]:
     """The compute records of a run's eval cells, sorted."""
     return sorted(Path(run_dir_).glob(CELL_COMPUTE_GLOB))
+
+
+def provenance_file(job_dir: str | Path) -> Path:
+    """What a job was made from (tools/provenance.py), next to its compute record."""
+    return Path(job_dir) / PROVENANCE
 
 
 def compute_file(job_dir: str | Path) -> Path:

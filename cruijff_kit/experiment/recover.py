@@ -9,7 +9,7 @@ them. Evidence, strongest first:
      some -> failed but resumable from the last complete epoch (`resume_from`), none -> pending.
 A job with no evidence is pending. Nothing here raises for a damaged file: it is evidence we do not use.
 
-How the engine should use it (run/ is not edited here):
+How the engine uses it (cruijff_kit/run/recovery.py, run/state.py):
   * `state_problem(exp_dir)` before reading state.json: a one-line message (file, what, fix) for an
     unreadable file, None when it is fine or absent;
   * when state.json is absent, empty or unreadable but jobs.json lists jobs:

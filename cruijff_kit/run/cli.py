@@ -65,7 +65,7 @@ def main(args) -> int:
     from cruijff_kit.run.engine import Engine
 
     check_limits(args)
-    engine = Engine(args.experiment_dir, command="run")
+    engine = Engine(args.experiment_dir, command="run", dry_run=args.dry_run)
     name = executor_name(args)
     selected = engine.graph.select(args.only, args.stage)
     if args.dry_run:

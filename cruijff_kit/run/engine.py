@@ -30,9 +30,9 @@ from cruijff_kit import logbook
 from cruijff_kit.compute.records import write_compute
 from cruijff_kit.errors import UserError
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.run import gates, report
+from cruijff_kit.run import gates, recovery, report
 from cruijff_kit.run.executors import make_executor, needs_runner
-from cruijff_kit.run.executors.base import OOM, Executor, JobStatus, SubmitError, log_tail, looks_oom, resolve_log
+from cruijff_kit.run.executors.base import NEVER_SATISFIED, OOM, Executor, JobStatus, SubmitError, log_tail, looks_oom, resolve_log
 from cruijff_kit.run.graph import JobGraph, experiment_dir
 from cruijff_kit.run.state import (
     CANCELLED,
@@ -56,7 +56,7 @@ RUN_LOG = logbook.LOG_NAMES["run"]
 
 
 class Engine:
-    def __init__(self, exp_dir: str | Path, *, command: str = "run", out=print):
+    def __init__(self, exp_dir: str | Path, *, command: str = "run", out=print, dry_run: bool = False):
         self.exp_dir = experiment_dir(exp_dir)
         self.command = command
         self.out = out
@@ -76,6 +76,8 @@ class Engine:
         self._critical_depth = 0
         self._stop_pending = False
         self._estimates: tuple[dict, str] | None = None
+        # a lost state.json: rebuilt from exit codes and checkpoints (a dry run only reads it that way)
+        self.recovered = recovery.rebuild(self, write=not dry_run)
 
     # -- helpers -----------------------------------------------------------------------------------------
     @property
@@ -154,7 +156,12 @@ class Engine:
             if reason == OOM or looks_oom(js["tail"]):
                 reason = OOM
         if new == CANCELLED:
-            reason = self._dependency_reason(st, job) or reason
+            why = self._dependency_reason(st, job)
+            if why or reason == NEVER_SATISFIED:
+                # a dependent that can never run: the backend may still hold it (a SLURM cluster without
+                # kill_invalid_depend keeps it PENDING forever); cancel it there too (idempotent)
+                self._cancel_native(js)
+            reason = why or reason
         self.set_state(st, job, js, new, reason=reason)
         try:
             write_compute(self.exp_dir, job, js, self.output_dir(job) if job.kind == "train" else None)
@@ -397,6 +404,7 @@ class Engine:
 
     def step(self, executor_name: str | None, max_submit: int | None = None) -> dict:
         """Poll, apply, cascade, gates, submit (when executor_name is given), rewrite the Status block."""
+        recovery.restore(self)  # lost under a live runner: its own memory, never a resubmission
         polls = self._poll(self.store.read())
         with self.critical(), self.store.locked() as st:
             ensure_jobs(st, self.by_id)
@@ -408,6 +416,7 @@ class Engine:
                 changed |= self.cascade(st)
             if changed or not (self.exp_dir / report.SUMMARY_FILE).exists():
                 self.write_summary(st)
+            recovery.remember(self, st)
             return st
 
     def _can_progress(self, st: dict) -> bool:

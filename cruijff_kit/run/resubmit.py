@@ -1,4 +1,6 @@
-"""Rerun the jobs that failed, the jobs cancelled because a dependency failed, and their dependents.
+"""Rerun the jobs that failed, the jobs cancelled because a dependency failed or was cancelled (with that
+dependency: after a `scancel` of a training job, `--failed` reruns the training job and its evals), and
+their dependents.
 
 A training job whose output dir already holds epoch_N checkpoints resumes from the last one
 (CK_RESUME=1 -> resume_from_checkpoint=True) instead of starting over. Completed jobs never rerun.
@@ -27,7 +29,7 @@ def main(args) -> int:
     from cruijff_kit.run.state import ensure_jobs, runner_alive
 
     check_limits(args)
-    engine = Engine(args.experiment_dir, command="resubmit")
+    engine = Engine(args.experiment_dir, command="resubmit", dry_run=args.dry_run)
     if args.only:
         engine.graph.select(args.only)  # validates the names
     snapshot = engine.store.read()
@@ -65,8 +67,9 @@ def main(args) -> int:
 
 
 def resubmit_targets(engine, st: dict, *, include_cancelled: bool = False, only: list[str] | None = None) -> list[str]:
-    """Failed jobs, jobs cancelled because a dependency failed, was interrupted or a gate stopped them (or
-    by the user, when asked), and every dependent of those that has not completed."""
+    """Failed jobs, jobs cancelled because a dependency failed or was cancelled, was interrupted or a gate
+    stopped them (or by the user, when asked), the cancelled dependencies of those, and every dependent of
+    those that has not completed."""
     from cruijff_kit.run.gates import GATE_PREFIX
     from cruijff_kit.run.state import CANCELLED, DEPENDENCY_PREFIX, FAILED, INTERRUPTED
 
@@ -79,6 +82,11 @@ def resubmit_targets(engine, st: dict, *, include_cancelled: bool = False, only:
                 js["reason"].startswith(DEPENDENCY_PREFIX) or js["reason"].startswith(INTERRUPTED)
                 or js["reason"].startswith(GATE_PREFIX) or include_cancelled)):
             chosen.append(job_id)
+    # a job cancelled because its dependency was cancelled (a `scancel`, a `cancel --stage train`) can only
+    # run again with that dependency: bring back every cancelled or failed job it waits on
+    for job_id in list(chosen):
+        if st["jobs"][job_id]["state"] == CANCELLED and st["jobs"][job_id]["reason"].startswith(DEPENDENCY_PREFIX):
+            chosen += [a for a in engine.graph.ancestors([job_id]) if st["jobs"][a]["state"] in (FAILED, CANCELLED)]
     for job_id in list(chosen):
         chosen += [d for d in engine.graph.descendants(job_id) if st["jobs"][d]["state"] in (FAILED, CANCELLED)]
     return [i for i in engine.order if i in set(chosen)]

@@ -11,6 +11,7 @@ with its pid and process start time so `status` can tell a live runner from a de
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import socket
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from cruijff_kit.errors import UserError
 from cruijff_kit.experiment import layout
 from cruijff_kit.files import read_json, write_json
 
@@ -112,17 +114,56 @@ class StateStore:
         self.exp_dir = Path(exp_dir)
         self.path = self.exp_dir / STATE_FILE
         self.lock_path = self.exp_dir / LOCK_FILE
+        self.fallback: dict | None = None  # what a lost file reads as, without writing it (dry runs)
 
     def exists(self) -> bool:
         return self.path.exists()
 
+    def lost(self) -> bool:
+        """Absent, or emptied (a full disk, a careless `> state.json`): rebuilt from disk (Engine.recover)."""
+        try:
+            return self.path.stat().st_size == 0 or not self.path.read_bytes().strip()
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # unreadable: read() says so
+
+    def fix(self) -> str:
+        return (f"move it aside (mv {self.path} {self.path}.bad) and run `cruijff-kit status {self.exp_dir}` "
+                "to rebuild it from the jobs' exit-code files and checkpoints")
+
     def read(self) -> dict:
-        """A consistent snapshot (writes are atomic); no lock needed to read."""
-        return normalise(read_json(self.path, None))
+        """A consistent snapshot (writes are atomic); no lock needed to read. A lost file reads as no
+        state; a damaged one is a one-line UserError naming the file and the fix."""
+        if self.lost():
+            return normalise(copy.deepcopy(self.fallback))
+        try:
+            data = read_json(self.path, None, kind=dict)
+        except UserError as exc:
+            raise UserError(exc.problems[0].message, where=str(self.path), hint=self.fix()) from None
+        problem = shape_problem(data)
+        if problem:
+            raise UserError(problem[1], where=str(self.path), path=problem[0], hint=self.fix())
+        return normalise(data)
 
     def write(self, state: dict) -> None:
         state["updated"] = now()
         write_json(self.path, state)
+
+    def replace(self, state: dict, *, unless=None) -> bool:
+        """Write `state` under the lock without reading the file (it may be lost or damaged); skipped when
+        `unless()` (called under the lock) says the file is fine after all."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if unless is not None and unless():
+                return False
+            self.write(state)
+            return True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     @contextmanager
     def locked(self):
@@ -137,6 +178,42 @@ class StateStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+_OPTIONAL_STR = (str, type(None))
+_NUMBER = (int, float, type(None))
+_SHAPE = {"native_id": _OPTIONAL_STR, "executor": _OPTIONAL_STR, "attempts": int, "submitted": _OPTIONAL_STR,
+          "started": _OPTIONAL_STR, "ended": _OPTIONAL_STR, "exit_code": (int, type(None)), "reason": str,
+          "log": str, "pid": (int, type(None)), "env": dict, "tail": list, "oom_retried": bool,
+          "wall_s": _NUMBER, "peak_rss_mb": _NUMBER}
+_TYPE_WORDS = {str: "text", int: "an integer", dict: "an object", list: "a list", bool: "true/false"}
+
+
+def _expected(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("null" if k is type(None) else _TYPE_WORDS.get(k, "a number") for k in kinds)
+
+
+def shape_problem(data: dict) -> tuple[str, str] | None:
+    """(key path, what is wrong) for a state that this version cannot use, else None."""
+    jobs = data.get("jobs", {})
+    if not isinstance(jobs, dict):
+        return "jobs", f"holds a JSON {type(jobs).__name__}, expected an object of jobs"
+    for job_id, js in jobs.items():
+        if not isinstance(js, dict):
+            return f"jobs.{job_id}", f"holds a JSON {type(js).__name__}, expected an object"
+        if js.get("state", PENDING) not in STATES:
+            return f"jobs.{job_id}.state", f"{js.get('state')!r} is not one of {', '.join(STATES)}"
+        for key, kind in _SHAPE.items():
+            value = js.get(key)
+            if key in js and (not isinstance(value, kind) or (isinstance(value, bool) and kind is int)):
+                return f"jobs.{job_id}.{key}", f"{value!r:.40} is not {_expected(kind)}"
+    runner = data.get("runner")
+    if runner is not None and not (isinstance(runner, dict) and isinstance(runner.get("pid"), int)):
+        return "runner", "is not a runner record (an object with an integer pid)"
+    if not isinstance(data.get("local_seq", 0), int):
+        return "local_seq", "is not an integer"
+    return None
 
 
 def normalise(data: dict | None) -> dict:

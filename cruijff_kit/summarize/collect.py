@@ -104,6 +104,7 @@ class Collected:
     cost: dict | None = None  # stage_cost(): estimated vs actual GPU-hours / cost per stage
     comparisons: list = field(default_factory=list)  # stats.comparisons(): paired tests, Holm-corrected
     replicates: list = field(default_factory=list)  # stats.replicate_rows(): across-seed aggregates
+    provenance: str = ""  # summarize/provenance.py: do the jobs come from the same data and software?
 
     def run(self, name: str) -> RunResult:
         return next(r for r in self.runs if r.name == name)
@@ -332,6 +333,10 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
     collected.stages = stage_progression(collected)
     collected.cost = stage_cost(collected, settings)
     add_statistics(collected, progress)
+    from cruijff_kit.summarize.provenance import provenance_flags
+
+    more, collected.provenance = provenance_flags(collected)
+    collected.flags += more
     order = {"failed": 0, "unreadable": 1, "missing": 2, "incomplete": 3, "no_losses": 4, "overfitting": 5,
              "saturated": 6}
     collected.flags.sort(key=lambda f: order.get(f.kind, 9))

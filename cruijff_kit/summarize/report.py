@@ -150,7 +150,7 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
             "stages": stage_tables(c), "cost": cost_table(c),
             "comparisons": comparisons_mod.comparison_tables(c.comparisons),
             "replicates": comparisons_mod.replicate_table(c.replicates),
-            "flags": [f.line() for f in c.flags], "figures": figure_links(figures, base),
+            "flags": [f.line() for f in c.flags], "figures": figure_links(figures, base), "provenance": c.provenance,
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
             "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
                       "note": "score charts and tables, self-contained, works offline"}]

@@ -25,6 +25,7 @@ from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.state import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING  # noqa: F401 (re-export)
 
 TIMEOUT, OOM = "timeout", "oom"  # failure reasons the engine acts on
+NEVER_SATISFIED = "dependency never satisfied"  # a cancelled dependent: the engine cancels it in the backend too
 # a failed job whose log tail holds one of these ran out of memory
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError", "OUT_OF_MEMORY",
                "oom-kill", "Out Of Memory")

@@ -1,7 +1,8 @@
 """Local executor: `bash SCRIPT` per job on this machine, a dependency-aware queue, --max-parallel slots.
 
 Each job runs in its own process group (session) with `CK_JOB_ID=local-<n>` and its stdout+stderr
-appended to the job's log (`%j` replaced by that id). Jobs wait in submission order until every job in
+appended to the job's log (`%j` replaced by that id). When the script ends (or its bash is killed), what
+is left in its process group is killed too: a trainer is never orphaned, and --max-parallel holds. Jobs wait in submission order until every job in
 their `after` list COMPLETED (afterok); a job whose dependency failed is cancelled, as SLURM's
 kill_invalid_depend does. The queue lives in the runner process: `close()` (Ctrl-C, a crash) kills
 every child's process group, and `kill_leftovers` cleans up after a runner that died without it.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.executors.base import (
+    NEVER_SATISFIED,
     CANCELLED,
     COMPLETED,
     FAILED,
@@ -126,7 +128,7 @@ class LocalExecutor(Executor):
                     continue
                 deps = [self.entries.get(a) for a in entry.after]
                 if any(d is None or d.state in (FAILED, CANCELLED) for d in deps):
-                    entry.state, entry.reason, entry.ended = CANCELLED, "dependency never satisfied", now()
+                    entry.state, entry.reason, entry.ended = CANCELLED, NEVER_SATISFIED, now()
                     changed = True
                 elif all(d.state == COMPLETED for d in deps) and self.running() < self.max_parallel:
                     self._start(entry)
@@ -146,8 +148,18 @@ class LocalExecutor(Executor):
     def _reap(self, entry: _Entry, *, block: bool) -> bool:
         """Collect a finished child with its own rusage (peak RSS of it and its waited-for children)."""
         proc = entry.proc
+        if not block and not _has_ended(proc.pid):
+            return False
+        # the job ends with its script: whatever it left in its process group (a trainer whose bash wrapper
+        # was killed, a stray background child) goes too, so no orphan outlives it and --max-parallel holds.
+        # The group leader is not reaped yet (a zombie), so its pid, the group id, cannot have been reused.
+        if proc.returncode is None:  # not reaped before
+            _kill_group(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + KILL_GRACE_S
+            while _group_alive(proc.pid) and time.monotonic() < deadline:  # SIGKILL takes a moment
+                time.sleep(0.01)
         try:
-            pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
+            pid, status, usage = os.wait4(proc.pid, 0)
         except ChildProcessError:
             pid, status, usage = proc.pid, proc.returncode or 0, None
         if pid == 0:
@@ -166,10 +178,7 @@ class LocalExecutor(Executor):
     def _kill(self, entry: _Entry) -> None:
         proc = entry.proc
         for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_group(proc.pid, sig)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 if self._reap(entry, block=False):
@@ -181,6 +190,36 @@ class LocalExecutor(Executor):
         return JobStatus(state=entry.state, exit_code=entry.exit_code, reason=entry.reason, started=entry.started,
                          ended=entry.ended, elapsed_s=entry.elapsed_s, peak_rss_mb=entry.peak_rss_mb,
                          pid=entry.proc.pid if entry.proc else None)
+
+
+def _has_ended(pid: int) -> bool:
+    """Whether our child `pid` has exited, without reaping it (WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process other than the (zombie) leader still lives in process group `pgid`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == pgid:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
 
 
 def _job_processes(pgid: int, native_id: str) -> list[int]:

@@ -16,6 +16,7 @@ import subprocess
 from cruijff_kit.errors import UserError
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.executors.base import (
+    NEVER_SATISFIED,
     CANCELLED,
     COMPLETED,
     FAILED,
@@ -52,7 +53,7 @@ def map_state(slurm_state: str, pending_reason: str = "") -> tuple[str, str]:
     """(our state, reason) for a SLURM state word such as 'CANCELLED by 1000' or 'OUT_OF_MEMORY'."""
     word = (slurm_state or "").split()[0].rstrip("+") if slurm_state else ""
     if pending_reason == "DependencyNeverSatisfied":
-        return CANCELLED, "dependency never satisfied"
+        return CANCELLED, NEVER_SATISFIED
     state, reason = STATE_MAP.get(word, (FAILED, f"SLURM state {slurm_state}"))
     if word == "CANCELLED" and " by " in slurm_state:
         reason = f"cancelled ({slurm_state.strip()})"
@@ -189,11 +190,13 @@ class SlurmExecutor(Executor):
             if status is not None and (known is None or status.state not in (PENDING, RUNNING)):
                 out[native] = status
         for native, status in out.items():
-            # SLURM folds a signal death (exit 137) into '9:0'; the script's own record is exact
-            if status.state == FAILED and status.reason.startswith("exit code"):
+            # SLURM folds a signal death (exit 137) into '9:0', and a batch shell that trapped the time
+            # limit's TERM can end 'COMPLETED': the script's own record (128+N) is exact
+            if status.state == COMPLETED or (status.state == FAILED and status.reason.startswith("exit code")):
                 code = read_exit_code(self.exit_code_path(self.scripts[native])) if native in self.scripts else None
                 if code is not None and code != 0:
-                    status.exit_code, status.reason = code, state_for_exit(code)[1]
+                    status.state, (_, status.reason) = FAILED, state_for_exit(code)
+                    status.exit_code = code
         return out
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess | None:

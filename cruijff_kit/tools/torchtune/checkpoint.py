@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ __all__ = [
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "adapter_model.pt")
 #: Recipe state (optimizer, epochs run, ...) relative to the checkpointer's output_dir.
 RECIPE_STATE_FILE = Path("recipe_state") / "recipe_state.pt"
+#: Where a save is written before it is moved into place (under output_dir; not an epoch_N dir).
+STAGING_PREFIX = ".ck-staging-epoch_"
 _SINGLE_SHARD = "model-00001-of-00001"
 _INDEX = "model.safetensors.index.json"
 
@@ -130,6 +133,8 @@ def save_lora_checkpoint(checkpointer, model: nn.Module, *, output_dir: str | os
     With ``recipe_state`` (optimizer state, epochs run, ...), it is written to
     ``<output_dir>/recipe_state/recipe_state.pt`` after the epoch directory is complete, so its presence
     marks the epoch checkpoint as usable for resuming. ``output_dir`` is the checkpointer's output_dir.
+    Every file is written into a staging dir first and moved into place by rename (publish_staged):
+    a crash mid-write never leaves a half-written recipe_state.pt or weights file where a resume reads.
     Returns the epoch directory.
     """
     ckpt = build_lora_checkpoint(model, rank=rank, alpha=alpha, lora_attn_modules=lora_attn_modules,
@@ -137,8 +142,39 @@ def save_lora_checkpoint(checkpointer, model: nn.Module, *, output_dir: str | os
                                  adapter_only=adapter_only)
     if recipe_state:
         ckpt.update(recipe_state)
-    checkpointer.save_checkpoint(ckpt, epoch=epoch, intermediate_checkpoint=bool(recipe_state),
-                                 adapter_only=adapter_only)
+    staging = Path(output_dir) / f"{STAGING_PREFIX}{epoch}"
+    for leftover in Path(output_dir).glob(f"{STAGING_PREFIX}*"):  # what a crashed save left
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir(parents=True)
+    real = checkpointer._output_dir  # torchtune writes every file under it: point it at the staging dir
+    checkpointer._output_dir = staging
+    try:
+        checkpointer.save_checkpoint(ckpt, epoch=epoch, intermediate_checkpoint=bool(recipe_state),
+                                     adapter_only=adapter_only)
+    finally:
+        checkpointer._output_dir = real
+    tidy_epoch_dir(epoch_dir(staging, epoch))
+    return publish_staged(staging, Path(output_dir), epoch)
+
+
+def publish_staged(staging: Path, output_dir: Path, epoch: int) -> Path:
+    """Move a fully written save into place by rename: the epoch dir first, the recipe state last.
+
+    A crash before this leaves the previous epoch dirs and recipe_state.pt as they were (a resume then
+    starts from the last complete epoch); the staging dir is not an epoch dir, so nothing counts it."""
     out = epoch_dir(output_dir, epoch)
-    tidy_epoch_dir(out)
+    new = epoch_dir(staging, epoch)
+    if not out.exists():
+        os.replace(new, out)
+    else:  # saved again (a resumed run): file by file, each one atomic
+        for path in sorted(new.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(new)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    state = staging / RECIPE_STATE_FILE
+    if state.exists():
+        (output_dir / RECIPE_STATE_FILE).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(state, output_dir / RECIPE_STATE_FILE)
+    shutil.rmtree(staging, ignore_errors=True)
     return out
