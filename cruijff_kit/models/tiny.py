@@ -91,25 +91,29 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Path, **overrides) -> dict:
+def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Path, *, family: str = "default",
+                **overrides) -> dict:
     """A complete LoRA SFT config for the tiny model on the CPU, as a dict (nested overrides merge in).
 
     For recipe tests and the throughput benchmark, which run our recipe and torchtune's stock one on the
     same config; scaffolded runs get theirs from templates/torchtune/finetune.yaml.j2. Paths under the
     output dir follow `output_dir` (OmegaConf interpolation), so `output_dir=...` on the command line moves all.
     """
+    from cruijff_kit.models.tiny_families import kind_of
+
+    kind = kind_of(family)
     model_dir = Path(model_dir)
     dataset = {"_component_": "cruijff_kit.tools.torchtune.datasets.input_output_dataset", "source": str(source),
                "split": "train", "dataset_type": "chat_completion", "prompt": "{input}", "system_prompt": "",
                "train_on_input": False, "packed": False}
     config = {
         "output_dir": str(output_dir),
-        "model": {**TINY_COMPONENT, **LORA_DEFAULTS},
-        "tokenizer": {"_component_": TINY_TOKENIZER_COMPONENT, "path": str(model_dir / TINY_TOKENIZER_PATH),
-                      "max_seq_len": 64},
+        "model": {**kind.component, **LORA_DEFAULTS},
+        "tokenizer": {"_component_": kind.tokenizer_component, "max_seq_len": 64,
+                      **{k: str(model_dir / v) for k, v in kind.tokenizer_files.items()}},
         "checkpointer": {"_component_": "torchtune.training.FullModelHFCheckpointer",
                          "checkpoint_dir": str(model_dir), "checkpoint_files": list(TINY_CHECKPOINT_FILES),
-                         "recipe_checkpoint": None, "output_dir": "${output_dir}", "model_type": TINY_MODEL_TYPE},
+                         "recipe_checkpoint": None, "output_dir": "${output_dir}", "model_type": kind.model_type},
         "resume_from_checkpoint": False, "save_adapter_weights_only": False,
         "dataset": dataset,
         "seed": 0, "shuffle": True, "batch_size": 8, "run_val_every_n_steps": 0,
@@ -153,6 +157,14 @@ FILES = (
     "special_tokens_map.json",
     TINY_TOKENIZER_PATH,
 )
+
+
+def files(family: str = "default") -> tuple[str, ...]:
+    """The files a complete tiny model directory of this family holds."""
+    from cruijff_kit.models.tiny_families import kind_of
+
+    extra = tuple(kind_of(family).tokenizer_files.values())
+    return FILES[:-1] + extra
 
 
 # --------------------------------------------------------------------------- special tokens
@@ -323,30 +335,43 @@ def _tokenizer_artifacts() -> tuple[bytes, str]:
     return tiktoken_model, tok.to_str(pretty=False)
 
 
-def _tokenizer_config() -> dict:
-    return {
+def _family_specials(family: str) -> dict[str, int]:
+    from cruijff_kit.models.tiny_families import family as get_family
+
+    if get_family(family).kind == "qwen2_5":
+        from cruijff_kit.models.tiny_qwen import special_tokens as qwen_specials
+
+        return qwen_specials()
+    return special_tokens()
+
+
+def _tokenizer_config(family: str = "default") -> dict:
+    from cruijff_kit.models.tiny_families import family as get_family
+
+    fam = get_family(family)
+    config = {
         "added_tokens_decoder": {
             str(i): {"content": name, "lstrip": False, "normalized": False, "rstrip": False,
                      "single_word": False, "special": True}
-            for name, i in sorted(special_tokens().items(), key=lambda kv: kv[1])
+            for name, i in sorted(_family_specials(family).items(), key=lambda kv: kv[1])
         },
-        "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|eot_id|>",
-        "pad_token": "<|finetune_right_pad_id|>",
-        "chat_template": CHAT_TEMPLATE,
+        **_special_tokens_map(family),
         "clean_up_tokenization_spaces": False,
         "model_input_names": ["input_ids", "attention_mask"],
         "model_max_length": MAX_SEQ_LEN,
         "tokenizer_class": "PreTrainedTokenizerFast",
     }
+    if fam.chat_template is not None:
+        config["chat_template"] = fam.chat_template
+    return config
 
 
-def _special_tokens_map() -> dict:
-    return {
-        "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|eot_id|>",
-        "pad_token": "<|finetune_right_pad_id|>",
-    }
+def _special_tokens_map(family: str = "default") -> dict:
+    from cruijff_kit.models.tiny_families import family as get_family, kind_of
+
+    kind = kind_of(family)
+    out = {"bos_token": kind.bos_token, "eos_token": get_family(family).eos_token, "pad_token": kind.pad_token}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- model
@@ -386,19 +411,25 @@ def hf_config() -> dict:
     }
 
 
-def _generation_config() -> dict:
-    return {
-        "bos_token_id": BOS_ID,
-        "eos_token_id": [END_OF_TEXT_ID, EOM_ID, EOT_ID],
-        "pad_token_id": PAD_ID,
-        "do_sample": False,
-    }
+def _generation_config(family: str = "default") -> dict:
+    from cruijff_kit.models.tiny_families import family as get_family, kind_of
+
+    ids = _family_specials(family)
+    kind = kind_of(family)
+    eos = [ids[name] for name in get_family(family).generation_eos]
+    out = {"bos_token_id": ids.get(kind.bos_token or "<|endoftext|>"), "eos_token_id": eos if len(eos) > 1 else eos[0],
+           "pad_token_id": ids[kind.pad_token], "do_sample": False}
+    return out
 
 
-def _state_dict(seed: int) -> dict:
-    """Random weights under HF LlamaForCausalLM names (tied: no lm_head.weight)."""
+def _state_dict(seed: int, family: str = "default") -> dict:
+    """Random weights under HF LlamaForCausalLM / Qwen2ForCausalLM names (tied: no lm_head.weight)."""
     import torch
 
+    from cruijff_kit.models.tiny_families import kind_of
+
+    kind = kind_of(family)
+    VOCAB_SIZE = kind.vocab_size  # noqa: N806
     gen = torch.Generator().manual_seed(seed)
 
     def normal(shape, std):
@@ -417,16 +448,28 @@ def _state_dict(seed: int) -> dict:
         sd[p + "input_layernorm.weight"] = torch.ones(HIDDEN)
         sd[p + "post_attention_layernorm.weight"] = torch.ones(HIDDEN)
     sd["model.norm.weight"] = torch.ones(HIDDEN)
+    if kind.model_type == "QWEN2":
+        from cruijff_kit.models.tiny_qwen import add_biases
+
+        add_biases(sd, gen, LAYERS, HEADS, KV_HEADS, HEAD_DIM)
     return sd
 
 
 # --------------------------------------------------------------------------- public API
-def _marker(seed: int) -> dict:
-    return {"format_version": FORMAT_VERSION, "seed": seed, "files": list(FILES)}
+def _marker(seed: int, family: str = "default") -> dict:
+    return {"format_version": FORMAT_VERSION, "seed": seed, "family": family, "files": list(files(family))}
 
 
-def is_tiny(out_dir: str | Path, *, seed: int | None = 0) -> bool:
-    """Cheap check (json only): out_dir holds a complete tiny model of this format (and seed)."""
+def family_of(out_dir: str | Path) -> str | None:
+    """The tiny family a directory holds (None when it holds no tiny model)."""
+    try:
+        return json.loads((Path(out_dir) / MARKER).read_text()).get("family", "default")
+    except (OSError, ValueError):
+        return None
+
+
+def is_tiny(out_dir: str | Path, *, seed: int | None = 0, family: str | None = "default") -> bool:
+    """Cheap check (json only): out_dir holds a complete tiny model of this format (seed and family)."""
     out = Path(out_dir)
     try:
         marker = json.loads((out / MARKER).read_text())
@@ -436,32 +479,46 @@ def is_tiny(out_dir: str | Path, *, seed: int | None = 0) -> bool:
         return False
     if seed is not None and marker.get("seed") != seed:
         return False
-    return all((out / f).is_file() for f in FILES)
+    if family is not None and marker.get("family", "default") != family:
+        return False
+    return all((out / f).is_file() for f in marker.get("files", FILES))
 
 
 def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def _build_into(dest: Path, seed: int) -> None:
+def _build_into(dest: Path, seed: int, family: str = "default") -> None:
     from safetensors.torch import save_file
 
-    tiktoken_model, tokenizer_json = _tokenizer_artifacts()
-    (dest / "original").mkdir(parents=True, exist_ok=True)
-    (dest / TINY_TOKENIZER_PATH).write_bytes(tiktoken_model)
-    (dest / "tokenizer.json").write_text(tokenizer_json)
-    _write_json(dest / "tokenizer_config.json", _tokenizer_config())
-    _write_json(dest / "special_tokens_map.json", _special_tokens_map())
-    _write_json(dest / "config.json", hf_config())
-    _write_json(dest / "generation_config.json", _generation_config())
+    from cruijff_kit.models.tiny_families import kind_of
+
+    kind = kind_of(family)
+    if kind.model_type == "QWEN2":
+        from cruijff_kit.models import tiny_qwen
+
+        vocab_json, merges_txt, tokenizer_json = tiny_qwen.tokenizer_artifacts()
+        (dest / "vocab.json").write_text(vocab_json, encoding="utf-8")
+        (dest / "merges.txt").write_text(merges_txt, encoding="utf-8")
+        config = tiny_qwen.hf_config(kind)
+    else:
+        tiktoken_model, tokenizer_json = _tokenizer_artifacts()
+        (dest / "original").mkdir(parents=True, exist_ok=True)
+        (dest / TINY_TOKENIZER_PATH).write_bytes(tiktoken_model)
+        config = hf_config()
+    (dest / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    _write_json(dest / "tokenizer_config.json", _tokenizer_config(family))
+    _write_json(dest / "special_tokens_map.json", _special_tokens_map(family))
+    _write_json(dest / "config.json", config)
+    _write_json(dest / "generation_config.json", _generation_config(family))
     weights = dest / "model.safetensors"
-    save_file(_state_dict(seed), str(weights), metadata={"format": "pt"})
+    save_file(_state_dict(seed, family), str(weights), metadata={"format": "pt"})
     # safetensors creates its file 0600; give it the umask-derived mode the json files got.
     os.chmod(weights, (dest / "config.json").stat().st_mode & 0o777)
-    _write_json(dest / MARKER, _marker(seed))  # last: marks the directory complete
+    _write_json(dest / MARKER, _marker(seed, family))  # last: marks the directory complete
 
 
-def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Path:
+def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False, family: str = "default") -> Path:
     """Write the tiny model into out_dir and return out_dir.
 
     Skips the work when out_dir already holds this model (same format version and seed) unless
@@ -469,8 +526,11 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Pat
     force.  The build goes to a sibling temp dir and is renamed into place, so concurrent callers
     and interrupted builds never leave a half-written model behind.
     """
+    from cruijff_kit.models.tiny_families import family as get_family
+
+    get_family(family)  # unknown family: ValueError before anything is written
     out = Path(out_dir).expanduser().absolute()
-    if not force and is_tiny(out, seed=seed):
+    if not force and is_tiny(out, seed=seed, family=family):
         return out
     if out.exists():
         if not out.is_dir():
@@ -481,15 +541,15 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Pat
     tmp = out.parent / f".{out.name}.build-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()  # not mkdtemp: that makes the directory 0700 whatever the umask
     try:
-        _build_into(tmp, seed)
+        _build_into(tmp, seed, family)
         if out.exists():
-            if not force and is_tiny(out, seed=seed):  # another process won the race
+            if not force and is_tiny(out, seed=seed, family=family):  # another process won the race
                 return out
             shutil.rmtree(out)
         try:
             os.replace(tmp, out)
         except OSError:
-            if is_tiny(out, seed=seed):  # another process renamed its build in first
+            if is_tiny(out, seed=seed, family=family):  # another process renamed its build in first
                 return out
             raise
     finally:
@@ -498,6 +558,6 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Pat
     return out
 
 
-def write_tiny_if_missing(out_dir: str | Path, *, seed: int = 0) -> Path:
+def write_tiny_if_missing(out_dir: str | Path, *, seed: int = 0, family: str = "default") -> Path:
     """make_tiny(out_dir) unless it is already there; costs one small json read when it is."""
-    return make_tiny(out_dir, seed=seed, force=False)
+    return make_tiny(out_dir, seed=seed, force=False, family=family)
