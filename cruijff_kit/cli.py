@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "generate": ("cruijff_kit.scaffold.generate", "render a lightweight sweep from DIR/experiment.yaml"),
     "models": ("cruijff_kit.models.cli", "list known models; build the local tiny model"),
     "task": ("cruijff_kit.design.task", "write a ready inspect-ai @task file for a JSON dataset"),
+    "prompts": ("cruijff_kit.workers.inspect.prompts", "check each eval cell's prompt tokens equal training's (before GPU hours)"),
     "run": ("cruijff_kit.run.cli", "run a scaffolded experiment locally or on SLURM"),
     "status": ("cruijff_kit.run.status", "show the state of every job of an experiment"),
     "cancel": ("cruijff_kit.run.cancel", "cancel an experiment's queued and running jobs"),
