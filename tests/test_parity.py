@@ -138,28 +138,38 @@ def test_prompts_verb_reports_mismatch_with_exit_1(models, env, tmp_path):
 
 
 # --------------------------------------------------------------------------- 4 + 5: training, stop, merge
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, models, env) -> dict:
-    """Each family trained briefly on a constant target (merged checkpoint + adapter saved)."""
+def _train(root: Path, family: str, model_dir: Path, data: Path, env: dict, **overrides) -> Path:
     from cruijff_kit.models.tiny import lora_config
 
+    run_dir = root / family
+    run_dir.mkdir()
+    cfg = lora_config(model_dir, data, run_dir / "out", family=family, seed=1, batch_size=8, batch_size_val=4,
+                      dataset={"dataset_type": kind(family)}, tokenizer={"max_seq_len": 64},
+                      save_adapter_weights_only=False, **overrides)
+    path = run_dir / "finetune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", RECIPE, "--config", str(path)], cwd=run_dir, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return run_dir / "out"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, models, env) -> dict:
+    """Each family trained a few steps (merged checkpoint + adapter saved): enough for non-zero deltas."""
     root = tmp_path_factory.mktemp("parity_train")
+    data = write_dataset(root / "const.json", n_train=24, n_val=4, target="42")
+    return {f: _train(root, f, models[f], data, env, epochs=1, max_steps_per_epoch=3) / "epoch_0"
+            for f in HAZARD_FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def qwen_base_trained(tmp_path_factory, models, env) -> dict:
+    """Qwen2.5 base trained on a constant target until it answers (24 steps)."""
+    root = tmp_path_factory.mktemp("parity_qwen")
     data = write_dataset(root / "const.json", n_train=96, n_val=6, target="42")
-    out = {}
-    for family in HAZARD_FAMILIES:
-        run_dir = root / family
-        run_dir.mkdir()
-        cfg = lora_config(models[family], data, run_dir / "out", family=family, seed=1, epochs=1,
-                          max_steps_per_epoch=20, batch_size=8, batch_size_val=4,
-                          dataset={"dataset_type": kind(family)}, tokenizer={"max_seq_len": 64},
-                          save_adapter_weights_only=False)
-        path = run_dir / "finetune.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        proc = subprocess.run([sys.executable, "-m", RECIPE, "--config", str(path)], cwd=run_dir, env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        out[family] = run_dir / "out" / "epoch_0"
-    return {"data": data, "epochs": out}
+    out = _train(root, "qwen2_5_base", models["qwen2_5_base"], data, env, epochs=2, optimizer={"lr": 0.03})
+    return {"data": data, "out": out}
 
 
 @pytest.mark.parametrize("family", HAZARD_FAMILIES)
@@ -169,7 +179,7 @@ def test_in_memory_adapter_equals_torchtune_merged_checkpoint(family, trained, m
 
     from cruijff_kit.tools.inspect.adapter import apply_in_memory
 
-    epoch = trained["epochs"][family]
+    epoch = trained[family]
     merged = load_file(str(epoch / "model.safetensors"))
     model = AutoModelForCausalLM.from_pretrained(str(models[family]), dtype=torch.float32)
     assert apply_in_memory(model, epoch, models[family]) == 2 * 7
@@ -198,23 +208,27 @@ def _eval(tmp: Path, model_path: Path, base: Path | None, data: Path, family: st
     return {"stdout": proc.stdout, "samples": log.samples}
 
 
-@pytest.mark.parametrize("family", HAZARD_FAMILIES)
-def test_generation_stops_at_the_trained_end_token(family, trained, models, env, tmp_path):
-    """Trained on a constant target, the model answers and stops before max_tokens (Qwen base included:
-    trained to end with <|im_end|> while its generation_config stops only at <|endoftext|>). The
-    adapter-only checkpoint is merged in memory: no merged copy is written anywhere."""
+def test_qwen_base_stops_at_the_trained_end_token(qwen_base_trained, models, env, tmp_path):
+    """torchtune trains Qwen2.5 to end with <|im_end|> (kept in the loss despite #2792) while the base
+    model's generation_config stops only at <|endoftext|>: the eval must stop at <|im_end|> before
+    max_tokens. The adapter-only checkpoint is merged in memory: no merged copy is written anywhere."""
     import shutil
 
+    from cruijff_kit.tools.inspect import prompt_format
+
+    model = models["qwen2_5_base"]
+    assert json.loads((model / "generation_config.json").read_text())["eos_token_id"] == 151643
+    assert 151645 in prompt_format.stop_token_ids(model, prompt_format.family(model))
     adapter = tmp_path / "adapter_only"
     adapter.mkdir()
     for name in ("adapter_model.safetensors", "adapter_config.json"):
-        shutil.copy(trained["epochs"][family] / name, adapter / name)
+        shutil.copy(qwen_base_trained["out"] / "epoch_1" / name, adapter / name)
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
-    result = _eval(tmp_path, adapter, models[family], trained["data"], family, {**env, "TMPDIR": str(tmpdir)})
-    assert "merged into base" in result["stdout"] and "in memory" in result["stdout"]
+    result = _eval(tmp_path, adapter, model, qwen_base_trained["data"], "qwen2_5_base",
+                   {**env, "TMPDIR": str(tmpdir)})
+    assert "in memory" in result["stdout"]
     assert not any(tmpdir.iterdir()), "a merged copy was written to $TMPDIR"
     for sample in result["samples"]:
         usage = next(iter(sample.model_usage.values()))
-        assert usage.output_tokens < MAX_TOKENS, (family, sample.output.completion, usage.output_tokens)
-        assert sample.output.completion.strip() == "42", (family, sample.output.completion)
+        assert usage.output_tokens < MAX_TOKENS, (sample.output.completion, usage.output_tokens)

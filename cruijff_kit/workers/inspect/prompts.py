@@ -141,6 +141,16 @@ def problems(exp_dir: str | Path) -> list[Problem]:
     return out
 
 
+def scaffold_check(exp_dir: str | Path) -> list[Problem]:
+    """The hook scaffold (and design verify) call: problems() when torchtune and transformers are installed
+    here and CK_SKIP_PROMPT_CHECK is unset; otherwise nothing (the check needs the tokenizers)."""
+    from importlib.util import find_spec
+
+    if os.environ.get("CK_SKIP_PROMPT_CHECK") or not (find_spec("torchtune") and find_spec("transformers")):
+        return []
+    return problems(exp_dir)
+
+
 def describe(c: dict) -> str:
     if c.get("error"):
         return c["error"]
