@@ -33,6 +33,7 @@ MOVED_MODULES = {
     "cruijff_kit.prefs": "cruijff_kit.workers.prefs.cli",
     "cruijff_kit.losses": "cruijff_kit.workers.torchtune.losses",
     "cruijff_kit.view": "cruijff_kit.workers.inspect.view",
+    "cruijff_kit.prompts": "cruijff_kit.workers.inspect.prompts",
     "cruijff_kit.wandb_sync": "cruijff_kit.summarize.wandb",
 }
 

@@ -201,3 +201,9 @@ def main(args) -> int:
         print(f"== {name}  skipped: the model's tokenizer files do not exist yet")
     print(f"{len(cells) - len(bad)}/{len(cells)} cells identical" + (f", {len(skipped)} skipped" if skipped else ""))
     return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    from cruijff_kit.cli import verb_entry
+
+    verb_entry("prompts")
