@@ -232,3 +232,17 @@ def test_qwen_base_stops_at_the_trained_end_token(qwen_base_trained, models, env
     for sample in result["samples"]:
         usage = next(iter(sample.model_usage.values()))
         assert usage.output_tokens < MAX_TOKENS, (sample.output.completion, usage.output_tokens)
+
+
+def test_base_epoch_best_resolved_at_eval_as_at_training(tmp_path):
+    """`epoch_best` in base_model_path is the epoch pick_epoch (what the training job uses) picks."""
+    from cruijff_kit.tools.inspect.run_cell import _base_dir
+    from cruijff_kit.tools.torchtune.pick_epoch import pick
+
+    out = tmp_path / "ck-out-sft"
+    for e in range(3):
+        (out / f"epoch_{e}").mkdir(parents=True)
+    (out / "training_summary.json").write_text(json.dumps(
+        {"epochs": [{"epoch": 0, "val_loss": 2.0}, {"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.9}]}))
+    assert _base_dir({"base_model_path": str(out / "epoch_best")}) == out / "epoch_1" == out / f"epoch_{pick(out, 'best')}"
+    assert _base_dir({"base_model_path": str(out / "epoch_2")}) == out / "epoch_2"

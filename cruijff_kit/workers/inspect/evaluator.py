@@ -164,7 +164,9 @@ def base_model_path(exp: Experiment, settings: Settings, run: Run) -> Path:
     """The model a run's adapters apply to: its base model, or the checkpoint of its base_run."""
     if run.base_run:
         base = exp.run(run.base_run)
-        epoch = base.controls.epochs - 1 if run.base_epoch in ("last", "best") else int(run.base_epoch)
+        if run.base_epoch == "best":  # picked in the eval job exactly as training picks it (pick_epoch)
+            return settings.output_dir(exp.name, base.name) / "epoch_best"
+        epoch = base.controls.epochs - 1 if run.base_epoch == "last" else int(run.base_epoch)
         return settings.output_dir(exp.name, base.name) / f"epoch_{epoch}"
     return root_model(exp, run).path
 
