@@ -32,7 +32,7 @@ def tokenizer_artifacts() -> tuple[str, str, str]:
     """(vocab.json text, merges.txt text, tokenizer.json text). Deterministic."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    from cruijff_kit.models.tiny import _bytes_to_unicode, _corpus
+    from cruijff_kit.models.tiny_bpe import _bytes_to_unicode, _corpus
 
     def pre_tokenizer():
         return pre_tokenizers.Sequence([
