@@ -17,7 +17,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "validate": ("cruijff_kit.design.validate", "validate an experiment_summary.yaml; print every problem, one per line"),
     "design": ("cruijff_kit.design.cli", "design helpers: expand runs, verify resources, render the summary"),
     "log": ("cruijff_kit.logbook", "append one entry to a skill log (design-experiment.log, ...)"),
-    "prompts": ("cruijff_kit.design.prompts", "show every eval cell's prompt and system prompt next to training"),
+    "prompts": ("cruijff_kit.design.prompts", "check that every eval cell's prompt equals what its run learned from (tokens once scaffolded)"),
     "estimate": ("cruijff_kit.design.estimate", "estimate training/eval time, disk, GPU-hours and cost"),
     "scaffold": ("cruijff_kit.scaffold.scaffold", "render every run's finetune.yaml/.slurm and eval cells"),
     "setup_finetune": ("cruijff_kit.scaffold.setup_finetune", "render finetune.yaml/.slurm from a run dir's setup_finetune.yaml"),

@@ -83,7 +83,7 @@ def test_cells_for_fine_tuned_control_and_eval_only(tmp_path, scratch):
 
     ft1 = read_cell(exp.dir, "ft", "const_epoch1")
     assert ft1["model_path"] == str(out / "epoch_1")  # 0-indexed epochs
-    assert ft1["base_model_path"] == str(model) and ft1["adapter_only"] is False
+    assert ft1["base_model_path"] == str(model) and ft1["adapter_only"] is True  # adapter-only is the default
     assert ft1["task_script"] == str(SANITY_TASK) and ft1["task_function"] == "predictable_or_not"
     assert ft1["task_args"] == {"data_path": str(data), "split": "validation", "prompt": "{input}",
                                 "system_prompt": ""}

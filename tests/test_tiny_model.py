@@ -219,3 +219,90 @@ def test_torchtune_merged_checkpoint_loads_in_transformers(model_dir, tmp_path):
         got = merged(ids).logits
     assert torch.allclose(got, expected, atol=1e-4, rtol=0)
     assert (epoch_dir / tiny.TINY_TOKENIZER_PATH).is_file()
+
+
+# --------------------------------------------------------------------------- the hazard families
+from cruijff_kit.models.tiny_families import FAMILIES, HAZARD_FAMILIES, KINDS, QWEN_DEFAULT_SYSTEM  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TIKTOKEN_CACHE_DIR", "")
+    root = tmp_path_factory.mktemp("families")
+    try:
+        yield {f: tiny.make_tiny(root / f, family=f) for f in HAZARD_FAMILIES}
+    finally:
+        mp.undo()
+
+
+def _tt_tokenizer(family: str, model_dir):
+    from torchtune.config._utils import _get_component_from_path
+
+    kind = KINDS[FAMILIES[family].kind]
+    builder = _get_component_from_path(kind.tokenizer_component)
+    return builder(**{k: str(model_dir / v) for k, v in kind.tokenizer_files.items()})
+
+
+@pytest.mark.parametrize("family", HAZARD_FAMILIES)
+def test_family_tokenizers_agree_and_carry_real_specials(family, family_dirs):
+    from transformers import AutoTokenizer
+
+    model_dir = family_dirs[family]
+    assert tiny.family_of(model_dir) == family and tiny.is_tiny(model_dir, family=family)
+    hf = AutoTokenizer.from_pretrained(model_dir)
+    tt = _tt_tokenizer(family, model_dir)
+    for text in STRINGS:
+        assert hf(text, add_special_tokens=False)["input_ids"] == tt.encode(text, add_bos=False, add_eos=False), text
+    gen = json.loads((model_dir / "generation_config.json").read_text())
+    eos = gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]
+    if FAMILIES[family].kind == "qwen2_5":
+        assert hf.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [151643, 151644, 151645]
+        assert hf.bos_token is None and hf.pad_token == "<|endoftext|>"
+        assert eos == ([151645, 151643] if family == "qwen2_5_instruct" else [151643])
+    else:
+        assert hf.convert_tokens_to_ids(["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]) == [128000, 128001, 128009]
+        assert eos == ([128001, 128008, 128009] if FAMILIES[family].instruct else [128001])
+
+
+@pytest.mark.parametrize("family", HAZARD_FAMILIES)
+def test_family_template_behaves_like_the_real_one(family, family_dirs):
+    import time
+
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(family_dirs[family])
+    user = [{"role": "user", "content": "Continue: 1,2,3"}]
+    if FAMILIES[family].chat_template is None:
+        assert not hf.chat_template
+        return
+    text = hf.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    if family.startswith("llama3"):
+        date = time.strftime("%d %b %Y") if family == "llama3_2_instruct" else "26 Jul 2024"
+        assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                               f"Cutting Knowledge Date: December 2023\nToday Date: {date}\n\n<|eot_id|>")
+        with_sys = hf.apply_chat_template([{"role": "system", "content": "Be brief."}] + user, tokenize=False)
+        assert f"Today Date: {date}\n\nBe brief.<|eot_id|>" in with_sys
+    else:
+        assert text == (f"<|im_start|>system\n{QWEN_DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\nContinue: 1,2,3"
+                        "<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("family", HAZARD_FAMILIES)
+def test_family_logits_match_torchtune(family, family_dirs, tmp_path):
+    from torchtune.config._utils import _get_component_from_path
+    from torchtune.training import FullModelHFCheckpointer
+    from transformers import AutoModelForCausalLM
+
+    model_dir = family_dirs[family]
+    kind = KINDS[FAMILIES[family].kind]
+    arch = {k: v for k, v in kind.component.items() if k != "_component_"}
+    builder = _get_component_from_path(kind.component["_component_"].replace(".lora_", "."))
+    model = builder(**arch)
+    ckpt = FullModelHFCheckpointer(checkpoint_dir=str(model_dir), checkpoint_files=["model.safetensors"],
+                                   model_type=kind.model_type, output_dir=str(tmp_path))
+    model.load_state_dict(ckpt.load_checkpoint()["model"])
+    ids = torch.tensor([[10, 20, 30, 40, 50, 60]])
+    hf = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        assert torch.allclose(model(ids), hf(ids).logits, atol=1e-5)

@@ -28,6 +28,27 @@ from cruijff_kit.experiment import layout
 DEFAULT_TOKENS_PER_S = ((0.1, 1500.0), (3.0, 6000.0), (7.0, 2500.0), (17.0, 1000.0), (1e9, 150.0))
 CPU_TOKENS_PER_S = 1500.0
 STARTUP_S = 60.0  # job start, model load, tokenizer, checkpoint save per epoch
+IO_GB_PER_S = 0.25  # reading the weights at start and writing a checkpoint (shared filesystems are slow)
+
+
+def model_size_gb(exp: Experiment, run: Run) -> float:
+    """The design's size_gb for the run's model, else the registry's (0 when neither knows)."""
+    try:
+        model = exp.model(run.model)
+    except KeyError:
+        return 0.0
+    if model.size_gb:
+        return float(model.size_gb)
+    from cruijff_kit.models.registry import get
+
+    spec = get(getattr(model, "registry", "") or model.name)
+    return float(spec.size_gb) if spec else 0.0
+
+
+def time_floor_s(size_gb: float, epochs: int, adapter_only: bool) -> float:
+    """Training never gets less than: start-up, loading the weights, and one checkpoint save per epoch."""
+    save_gb = size_gb * (ADAPTER_FRACTION if adapter_only else 1.0)
+    return STARTUP_S + size_gb / IO_GB_PER_S + epochs * save_gb / IO_GB_PER_S
 EVAL_S_PER_SAMPLE = 0.5
 SAFETY = 1.5  # recommended --time = estimate x SAFETY, rounded up to 15 minutes
 TOKENS_PER_CHAR = 0.35
@@ -269,10 +290,7 @@ def fitting_batch_size(run: Run, size_gb: float, gpus: int, gpu_type: str, prior
 def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun | None = None,
                  calibration: float = 1.0) -> RunEstimate:
     c = run.controls
-    try:
-        size = exp.model(run.model).size_gb
-    except KeyError:
-        size = 0.0
+    size = model_size_gb(exp, run)
     data = exp.data_section(run)
     n, chars = dataset_stats(exp.dataset_file(run), (data.splits if data else {}) or {})
     prompt_chars = len(c.prompt) + len(c.system_prompt)
@@ -290,6 +308,8 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
     else:
         tps = default_throughput(size, c.device, settings.gpu_type)
         train_s = (tokens / tps + STARTUP_S * (1 + c.epochs)) if run.trains else 0.0
+    if run.trains:
+        train_s = max(train_s, time_floor_s(size, c.epochs, bool(c.save_adapter_weights_only)))
     n_cells = exp.cell_counts.get(run.name, 0)
     samples = exp.evaluation.limit or 100
     per_cell = prior.eval_s_per_cell if prior and prior.eval_s_per_cell else STARTUP_S + samples * EVAL_S_PER_SAMPLE

@@ -1,14 +1,24 @@
-"""`cruijff-kit prompts DESIGN`: the prompt template and system prompt every eval cell uses, next to what
-its run trained on. Differences are allowed only in tasks marked `prompt_sweep: true` (an eval prompt
-sweep); elsewhere `validate` refuses them."""
+"""What each eval cell shows the model, next to what its run learned from. Run it before GPU hours.
+
+  cruijff-kit prompts EXPERIMENT_DIR [--cell NAME] [--json]   token level (a scaffolded experiment)
+  cruijff-kit prompts DESIGN.yaml [--profile P] [--json]      text level (before scaffolding)
+
+EXPERIMENT_DIR: for every eval cell, one sample's training tokens (with the loss mask) and eval prompt
+tokens side by side, decoded with special tokens visible, `identical: true|false`, and whether the end
+token training puts in the loss stops generation; exit 1 on any mismatch (workers/inspect/prompts.py).
+DESIGN: the prompt template and system prompt every eval cell uses next to what its run trained on.
+Differences are allowed only in tasks marked `prompt_sweep: true` (an eval prompt sweep); elsewhere
+`validate` refuses them."""
 from __future__ import annotations
 
 import json
 
 
 def configure(parser) -> None:
-    parser.add_argument("design", help="experiment_summary.yaml (or its directory)")
-    parser.add_argument("--profile", help="apply a profile from the design's `profiles:`")
+    parser.add_argument("design", metavar="EXPERIMENT_DIR|DESIGN",
+                        help="a scaffolded experiment directory (token check) or an experiment_summary.yaml (text)")
+    parser.add_argument("--cell", help="only this eval cell (its directory name; token check)")
+    parser.add_argument("--profile", help="apply a profile from the design's `profiles:` (text check)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -30,6 +40,16 @@ def rows(exp, settings) -> list[dict]:
 
 
 def main(args) -> int:
+    from pathlib import Path
+
+    from cruijff_kit.experiment import layout
+
+    target = Path(args.design)
+    if target.is_dir() and layout.jobs_file(target).is_file():  # scaffolded: compare real token ids
+        from cruijff_kit.workers.inspect import prompts as token_check
+
+        args.experiment_dir = str(target)
+        return token_check.main(args)
     from cruijff_kit.experiment.load import load_experiment
     from cruijff_kit.settings import load_settings
 

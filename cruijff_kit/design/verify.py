@@ -112,6 +112,12 @@ def verify(exp: Experiment, scratch: Path, *, log_path: Path | None = None) -> V
         report.checks.append(Check("VERIFY_EVAL_TASK", task.name, not problem,
                                    problem or f"{task.script.name} defines @task {task.function}",
                                    "the evaluation can be loaded", f"ast scan {task.script}"))
+    from cruijff_kit.workers.inspect.prompts import scaffold_check  # once scaffolded: eval prompt == training's
+
+    for p in scaffold_check(exp.dir) if exp.dir.is_dir() else []:
+        report.checks.append(Check("VERIFY_PROMPTS", p.message.split(":")[0], False, p.line(),
+                                   "the eval prompt tokens equal the training prompt tokens",
+                                   f"cruijff-kit prompts {exp.dir}"))
     need = checkpoint_gb(exp)
     probe = scratch
     while not probe.exists() and probe != probe.parent:

@@ -36,6 +36,7 @@ column; functions take that directory and return a Path.
     {output_dir}/                a training run's outputs (where: settings.output_dir(exp, run))
       epoch_{N}/                 EPOCH_PREFIX, EPOCH_DIR (regex), epoch_dirname(), epoch_dir(), epoch_of(),
                                  saved_epochs()   a checkpoint per epoch (0-indexed)
+      epoch_best                 EPOCH_BEST, epoch_best_dir()   a name, never a folder: the job picks the best epoch
       logs/                      LOGS, logs_dir()             torchtune's DiskLogger
       training_summary.json      TRAINING_SUMMARY, training_summary()   what our recipes report each epoch
 """
@@ -172,6 +173,14 @@ def epoch_dirname(epoch: int) -> str:
 
 def epoch_dir(output_dir: str | Path, epoch: int) -> Path:
     return Path(output_dir) / epoch_dirname(epoch)
+
+
+EPOCH_BEST = f"{EPOCH_PREFIX}best"
+
+
+def epoch_best_dir(output_dir: str | Path) -> Path:
+    """Stands for the run's best epoch by validation loss; the job resolves it with tools/torchtune/pick_epoch."""
+    return Path(output_dir) / EPOCH_BEST
 
 
 def epoch_of(name: str) -> int | None:

@@ -359,12 +359,17 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
             else:
                 preference = value
     runs = []
+    # adapter-only is the default, except for a run another starts from (it must save merged weights)
+    bases = {r.get("base_run") for r in data.get("runs", []) if isinstance(r, dict) and r.get("base_run")}
     for raw in data.get("runs", []):
         params = dict(raw.get("parameters") or {})
         label = params.pop("dataset_label", "") or (training.dataset_label if training else "")
+        controls_in = {**(data.get("controls") or {}), **params}
+        if raw["name"] in bases:
+            controls_in.setdefault("save_adapter_weights_only", False)
         runs.append(Run(
             name=raw["name"], type=raw["type"], model=raw["model"], parameters=dict(raw.get("parameters") or {}),
-            controls=Controls.build({**(data.get("controls") or {}), **params}), dataset_label=label,
+            controls=Controls.build(controls_in), dataset_label=label,
             checkpoint_path=_path(raw["checkpoint_path"], base, settings) if raw.get("checkpoint_path") else None,
             stage=raw.get("stage", ""), base_run=raw.get("base_run", ""),
             base_epoch=raw.get("base_epoch", "last"),

@@ -42,7 +42,7 @@ class Controls:
     validation_during_training: bool = True
     run_val_every_n_steps: int = 0
     seed: int = 42
-    save_adapter_weights_only: bool = False
+    save_adapter_weights_only: bool = True  # adapter-only epochs (~1% of merged); eval merges in memory
     log_every_n_steps: int = 1
     max_steps_per_epoch: int | None = None
     dpo_beta: float = 0.1

@@ -50,7 +50,10 @@ class ResolvedRun:
 
     @property
     def adapter_base(self) -> Path | None:
-        """What the run's adapters apply to: its base run's checkpoint, else its base model."""
+        """What the run's adapters apply to at eval: its base run's checkpoint (`epoch_best` for base_epoch best:
+        the eval job picks it with pick_epoch, exactly as the training job does), else its base model."""
+        if self.pick_best_from is not None:
+            return layout.epoch_best_dir(self.pick_best_from)
         if self.base_checkpoint is not None:
             return self.base_checkpoint
         return self.model.path if self.model is not None else None

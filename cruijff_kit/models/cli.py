@@ -1,9 +1,12 @@
 """Known models and the local tiny model.
 
   cruijff-kit models list [--json]          every model the registry knows (component, files, resources)
-  cruijff-kit models make-tiny [DIR] [--force] [--seed N]
-                                            build the tiny Llama-3.2-architecture model (no model hub);
-                                            DIR defaults to {models_dir}/tiny-llama from claude.local.md
+  cruijff-kit models make-tiny [DIR] [--family F] [--force] [--seed N]
+                                            build a tiny model locally (no model hub); F is one of
+                                            default (tiny-llama), llama3_2_instruct, llama3_1_instruct,
+                                            llama3_2_base, qwen2_5_instruct, qwen2_5_base: each carries its
+                                            real family's special tokens, end tokens and chat template
+                                            behaviour; DIR defaults to {models_dir}/tiny-llama (or tiny-F)
 
 A design names a model with `models.base[].registry` (or its `name`); a model that is not listed can be
 used through an explicit `models.base[].component` block (see cruijff_kit/models/registry.py).
@@ -25,6 +28,9 @@ def configure(parser) -> None:
     p.add_argument("dir", nargs="?", help="target directory (default: {models_dir}/tiny-llama)")
     p.add_argument("--force", action="store_true", help="rebuild even if DIR already holds the tiny model")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+    p.add_argument("--family", default="default",
+                   help="tiny model family: default, llama3_2_instruct, llama3_1_instruct, llama3_2_base, "
+                        "qwen2_5_instruct, qwen2_5_base (default: default)")
 
 
 def main(args) -> int:
@@ -54,12 +60,17 @@ def list_main(args) -> int:
 def make_tiny_main(args) -> int:
     from cruijff_kit.settings import load_settings
 
-    target = Path(args.dir) if args.dir else load_settings().models / "tiny-llama"
+    from cruijff_kit.models.tiny_families import FAMILIES, registry_key
+
+    if args.family not in FAMILIES:
+        raise UserError(f"unknown tiny family '{args.family}'", where="--family",
+                        hint=f"use one of {', '.join(FAMILIES)}")
+    target = Path(args.dir) if args.dir else load_settings().models / registry_key(args.family)
     from cruijff_kit.models.tiny import make_tiny  # torch etc. are imported inside
 
     print(f"[models] building the tiny model in {target} ...", file=sys.stderr, flush=True)
     try:
-        out = make_tiny(target, seed=args.seed, force=args.force)
+        out = make_tiny(target, seed=args.seed, force=args.force, family=args.family)
     except FileExistsError as exc:
         raise UserError(str(exc), where=str(target), hint="choose an empty directory or pass --force") from None
     print(out)

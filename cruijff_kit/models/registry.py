@@ -77,15 +77,23 @@ _LLAMA_TOK = {"path": "original/tokenizer.model"}
 _QWEN_TOK = {"path": "vocab.json", "merges_file": "merges.txt"}
 
 
-def _tiny_arch() -> dict:
-    from cruijff_kit.models.tiny import TINY_COMPONENT  # light module (heavy imports live in its functions)
+def _tiny_specs() -> list[ModelSpec]:
+    """One entry per tiny family (tiny-llama is the default family; tiny-<family> the others)."""
+    from cruijff_kit.models.tiny_families import FAMILIES, KINDS, registry_key
 
-    return {k: v for k, v in TINY_COMPONENT.items() if k != "_component_"}
+    out = []
+    for name, fam in FAMILIES.items():
+        kind = KINDS[fam.kind]
+        arch = {k: v for k, v in kind.component.items() if k != "_component_"}
+        out.append(ModelSpec(registry_key(name), kind.component["_component_"], kind.tokenizer_component,
+                             dict(kind.tokenizer_files), ["model.safetensors"], kind.model_type, fam.instruct,
+                             0.04, 0, _res("00:30:00", "8G", 2, 0), arch=arch,
+                             notes=f"built locally: cruijff-kit models make-tiny DIR --family {name} "
+                                   f"(CPU, tests and sanity checks; {fam.note})"))
+    return out
 
 
 def _build() -> dict[str, ModelSpec]:
-    from cruijff_kit.models import tiny
-
     specs = [
         ModelSpec("Llama-3.2-1B", "torchtune.models.llama3_2.lora_llama3_2_1b", LLAMA3_TOKENIZER, _LLAMA_TOK,
                   ["model.safetensors"], "LLAMA3_2", False, 2.5, 16, _res("02:00:00", "32G", 4, 1),
@@ -109,10 +117,7 @@ def _build() -> dict[str, ModelSpec]:
         ModelSpec("Qwen2.5-3B-Instruct", "torchtune.models.qwen2_5.lora_qwen2_5_3b", QWEN2_5_TOKENIZER,
                   _QWEN_TOK, _shards(2), "QWEN2", True, 6.2, 24, _res("04:00:00", "48G", 4, 1),
                   hf_id="Qwen/Qwen2.5-3B-Instruct"),
-        ModelSpec("tiny-llama", tiny.TINY_COMPONENT["_component_"], tiny.TINY_TOKENIZER_COMPONENT,
-                  {"path": tiny.TINY_TOKENIZER_PATH}, list(tiny.TINY_CHECKPOINT_FILES), tiny.TINY_MODEL_TYPE,
-                  True, 0.033, 0, _res("00:30:00", "8G", 2, 0), arch=_tiny_arch(),
-                  notes="built locally: cruijff-kit models make-tiny DIR (CPU, tests and sanity checks)"),
+        *_tiny_specs(),
     ]
     return {s.key: s for s in specs}
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import uuid
-from functools import lru_cache
 from pathlib import Path
+
+from cruijff_kit.models.tiny_bpe import PAT_STR, _bytes_to_unicode, _corpus, _tokenizer_artifacts  # noqa: F401
 
 # Bump whenever the bytes this module writes change: existing directories are then rebuilt.
 FORMAT_VERSION = 1
@@ -91,25 +91,29 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Path, **overrides) -> dict:
+def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Path, *, family: str = "default",
+                **overrides) -> dict:
     """A complete LoRA SFT config for the tiny model on the CPU, as a dict (nested overrides merge in).
 
     For recipe tests and the throughput benchmark, which run our recipe and torchtune's stock one on the
     same config; scaffolded runs get theirs from templates/torchtune/finetune.yaml.j2. Paths under the
     output dir follow `output_dir` (OmegaConf interpolation), so `output_dir=...` on the command line moves all.
     """
+    from cruijff_kit.models.tiny_families import kind_of
+
+    kind = kind_of(family)
     model_dir = Path(model_dir)
     dataset = {"_component_": "cruijff_kit.tools.torchtune.datasets.input_output_dataset", "source": str(source),
                "split": "train", "dataset_type": "chat_completion", "prompt": "{input}", "system_prompt": "",
                "train_on_input": False, "packed": False}
     config = {
         "output_dir": str(output_dir),
-        "model": {**TINY_COMPONENT, **LORA_DEFAULTS},
-        "tokenizer": {"_component_": TINY_TOKENIZER_COMPONENT, "path": str(model_dir / TINY_TOKENIZER_PATH),
-                      "max_seq_len": 64},
+        "model": {**kind.component, **LORA_DEFAULTS},
+        "tokenizer": {"_component_": kind.tokenizer_component, "max_seq_len": 64,
+                      **{k: str(model_dir / v) for k, v in kind.tokenizer_files.items()}},
         "checkpointer": {"_component_": "torchtune.training.FullModelHFCheckpointer",
                          "checkpoint_dir": str(model_dir), "checkpoint_files": list(TINY_CHECKPOINT_FILES),
-                         "recipe_checkpoint": None, "output_dir": "${output_dir}", "model_type": TINY_MODEL_TYPE},
+                         "recipe_checkpoint": None, "output_dir": "${output_dir}", "model_type": kind.model_type},
         "resume_from_checkpoint": False, "save_adapter_weights_only": False,
         "dataset": dataset,
         "seed": 0, "shuffle": True, "batch_size": 8, "run_val_every_n_steps": 0,
@@ -126,12 +130,6 @@ def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Pat
     }
     return _merge(config, overrides)
 
-
-# Same split regex as torchtune's llama3 tokenizer (CL100K_PATTERN) and Meta's Llama 3 tokenizer.json.
-PAT_STR = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 
 CHAT_TEMPLATE = (
     "{{- bos_token }}"
@@ -153,6 +151,14 @@ FILES = (
     "special_tokens_map.json",
     TINY_TOKENIZER_PATH,
 )
+
+
+def files(family: str = "default") -> tuple[str, ...]:
+    """The files a complete tiny model directory of this family holds."""
+    from cruijff_kit.models.tiny_families import kind_of
+
+    extra = tuple(kind_of(family).tokenizer_files.values())
+    return FILES[:-1] + extra
 
 
 # --------------------------------------------------------------------------- special tokens
@@ -183,170 +189,43 @@ def special_tokens() -> dict[str, int]:
     return named
 
 
-# --------------------------------------------------------------------------- corpus
-_WORDS = """
-the be to of and a in that have I it for not on with he as you do at this but his by from they we
-say her she or an will my one all would there their what so up out if about who get which go me
-when make can like time no just him know take people into year your good some could them see other
-than then now look only come its over think also back after use two how our work first well way
-even new want because any these give day most us is are was were been has had did said answer
-question number numbers next sequence continue count list value sum total result correct wrong
-true false yes no zero one two three four five six seven eight nine ten hundred thousand first
-second third last before after between more less equal greater smaller add plus minus times
-please output only single word name reply respond following given input example task model
-assistant user system helpful you are a an follow instructions short long text sentence word
-letter letters capital city country color red green blue yellow black white cat dog bird fish
-tree house car book water food happy sad big small hot cold fast slow left right up down
-here where why how what which who whom whose when while until since because although though
-Paris France London Berlin Rome Madrid Tokyo Alice Bob Carol Dave Monday Friday January
-predict predictable random pattern rule even odd prime digit digits integer comma separated
-""".split()
+def _family_specials(family: str) -> dict[str, int]:
+    from cruijff_kit.models.tiny_families import family as get_family
 
-_PUNCT = [".", ",", "?", "!", ":", ";", "-", "'", '"', "(", ")", "/", "=", "+", "*", "#", "[", "]"]
+    if get_family(family).kind == "qwen2_5":
+        from cruijff_kit.models.tiny_qwen import special_tokens as qwen_specials
+
+        return qwen_specials()
+    return special_tokens()
 
 
-def _corpus() -> list[str]:
-    """A fixed synthetic corpus (independent of the weight seed)."""
-    rng = random.Random(20240607)
-    words = _WORDS
-    docs: list[str] = []
-    # All 1-3 digit numbers, many times, in the formats the sanity checks use.
-    for start in range(0, 1000):
-        seq = [str((start + k) % 1000) for k in range(6)]
-        docs.append(",".join(seq))
-        docs.append(", ".join(seq))
-        docs.append(" ".join(seq))
-        docs.append(f"The answer is {seq[-1]}.")
-    for _ in range(4000):
-        n = rng.randint(0, 10 ** rng.randint(1, 7))
-        docs.append(f"{rng.choice(words)} {n}{rng.choice(_PUNCT)}")
-    # Sentences of common words, capitalised and not, with punctuation and newlines.
-    for _ in range(6000):
-        k = rng.randint(3, 12)
-        sent = " ".join(rng.choice(words) for _ in range(k))
-        if rng.random() < 0.5:
-            sent = sent[:1].upper() + sent[1:]
-        sent += rng.choice([".", ".", "?", "!", ":", ","])
-        if rng.random() < 0.3:
-            sent += rng.choice(["\n", "\n\n", " "]) + rng.choice(words).capitalize()
-        docs.append(sent)
-    for w in words:
-        docs.extend([w, " " + w, w.capitalize(), " " + w.capitalize(), w.upper()])
-    for p in _PUNCT:
-        docs.extend([p, " " + p, p + "\n", p + "\n\n"])
-    docs.extend(["system", "user", "assistant", "\n\n", "\n", "  ", "    "] * 50)
-    return docs
+def _tokenizer_config(family: str = "default") -> dict:
+    from cruijff_kit.models.tiny_families import family as get_family
 
-
-# --------------------------------------------------------------------------- tokenizer
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 byte-level alphabet: every byte maps to one printable unicode character."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    mapping = {b: chr(b) for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in mapping:
-            mapping[b] = chr(256 + extra)
-            extra += 1
-    return mapping
-
-
-@lru_cache(maxsize=1)
-def _tokenizer_artifacts() -> tuple[bytes, str]:
-    """(original/tokenizer.model bytes, tokenizer.json text). Deterministic and seed-independent."""
-    import base64
-
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    def pre_tokenizer():
-        return pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(PAT_STR), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-        ])
-
-    trainer_tok = Tokenizer(models.BPE())
-    trainer_tok.pre_tokenizer = pre_tokenizer()
-    trainer = trainers.BpeTrainer(
-        vocab_size=4096, min_frequency=2, show_progress=False, special_tokens=[],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    trainer_tok.train_from_iterator(_corpus(), trainer=trainer)
-
-    b2u = _bytes_to_unicode()
-    u2b = {u: b for b, u in b2u.items()}
-    trained = sorted(trainer_tok.get_vocab().items(), key=lambda kv: kv[1])
-    ranks: list[bytes] = [bytes(u2b[ch] for ch in tok) for tok, _ in trained]
-    assert [i for _, i in trained] == list(range(len(trained)))
-    # Pad with tokens that text can never produce: 0xF8 never occurs in UTF-8.
-    for i in range(BASE_VOCAB_SIZE - len(ranks)):
-        ranks.append(b"\xf8" + f"{i:06d}".encode("ascii"))
-    rank_of = {tok: r for r, tok in enumerate(ranks)}
-    assert len(rank_of) == BASE_VOCAB_SIZE, "duplicate tokens in the base vocab"
-
-    # tiktoken BPE file: base64(token) + " " + rank, one a line.
-    tiktoken_model = "".join(
-        f"{base64.b64encode(tok).decode('ascii')} {r}\n" for r, tok in enumerate(ranks)
-    ).encode("ascii")
-
-    # HF BPE equivalent to tiktoken's: every 2-way split of every token into vocab tokens is a merge,
-    # ordered by the merged token's rank (then by the parts' ranks).
-    merges = []
-    for r, tok in enumerate(ranks):
-        if tok[0] == 0xF8 and len(tok) > 1:
-            continue
-        for cut in range(1, len(tok)):
-            left, right = tok[:cut], tok[cut:]
-            if left in rank_of and right in rank_of:
-                merges.append((r, rank_of[left], rank_of[right]))
-    merges.sort()
-
-    def uni(tok: bytes) -> str:
-        return "".join(b2u[b] for b in tok)
-
-    vocab = {uni(tok): r for r, tok in enumerate(ranks)}
-    hf_merges = [(uni(ranks[a]), uni(ranks[b])) for _, a, b in merges]
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=hf_merges, ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizer()
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A",
-        pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
-        special_tokens=[("<|begin_of_text|>", BOS_ID)],
-    )
-    specials = sorted(special_tokens().items(), key=lambda kv: kv[1])
-    tok.add_special_tokens([AddedToken(name, special=True, normalized=False) for name, _ in specials])
-    for name, i in specials:
-        got = tok.token_to_id(name)
-        assert got == i, f"{name}: id {got}, expected {i}"
-    assert tok.get_vocab_size(with_added_tokens=True) == VOCAB_SIZE
-    return tiktoken_model, tok.to_str(pretty=False)
-
-
-def _tokenizer_config() -> dict:
-    return {
+    fam = get_family(family)
+    config = {
         "added_tokens_decoder": {
             str(i): {"content": name, "lstrip": False, "normalized": False, "rstrip": False,
                      "single_word": False, "special": True}
-            for name, i in sorted(special_tokens().items(), key=lambda kv: kv[1])
+            for name, i in sorted(_family_specials(family).items(), key=lambda kv: kv[1])
         },
-        "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|eot_id|>",
-        "pad_token": "<|finetune_right_pad_id|>",
-        "chat_template": CHAT_TEMPLATE,
+        **_special_tokens_map(family),
         "clean_up_tokenization_spaces": False,
         "model_input_names": ["input_ids", "attention_mask"],
         "model_max_length": MAX_SEQ_LEN,
         "tokenizer_class": "PreTrainedTokenizerFast",
     }
+    if fam.chat_template is not None:
+        config["chat_template"] = fam.chat_template
+    return config
 
 
-def _special_tokens_map() -> dict:
-    return {
-        "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|eot_id|>",
-        "pad_token": "<|finetune_right_pad_id|>",
-    }
+def _special_tokens_map(family: str = "default") -> dict:
+    from cruijff_kit.models.tiny_families import family as get_family, kind_of
+
+    kind = kind_of(family)
+    out = {"bos_token": kind.bos_token, "eos_token": get_family(family).eos_token, "pad_token": kind.pad_token}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- model
@@ -386,19 +265,25 @@ def hf_config() -> dict:
     }
 
 
-def _generation_config() -> dict:
-    return {
-        "bos_token_id": BOS_ID,
-        "eos_token_id": [END_OF_TEXT_ID, EOM_ID, EOT_ID],
-        "pad_token_id": PAD_ID,
-        "do_sample": False,
-    }
+def _generation_config(family: str = "default") -> dict:
+    from cruijff_kit.models.tiny_families import family as get_family, kind_of
+
+    ids = _family_specials(family)
+    kind = kind_of(family)
+    eos = [ids[name] for name in get_family(family).generation_eos]
+    out = {"bos_token_id": ids.get(kind.bos_token or "<|endoftext|>"), "eos_token_id": eos if len(eos) > 1 else eos[0],
+           "pad_token_id": ids[kind.pad_token], "do_sample": False}
+    return out
 
 
-def _state_dict(seed: int) -> dict:
-    """Random weights under HF LlamaForCausalLM names (tied: no lm_head.weight)."""
+def _state_dict(seed: int, family: str = "default") -> dict:
+    """Random weights under HF LlamaForCausalLM / Qwen2ForCausalLM names (tied: no lm_head.weight)."""
     import torch
 
+    from cruijff_kit.models.tiny_families import kind_of
+
+    kind = kind_of(family)
+    VOCAB_SIZE = kind.vocab_size  # noqa: N806
     gen = torch.Generator().manual_seed(seed)
 
     def normal(shape, std):
@@ -417,16 +302,28 @@ def _state_dict(seed: int) -> dict:
         sd[p + "input_layernorm.weight"] = torch.ones(HIDDEN)
         sd[p + "post_attention_layernorm.weight"] = torch.ones(HIDDEN)
     sd["model.norm.weight"] = torch.ones(HIDDEN)
+    if kind.model_type == "QWEN2":
+        from cruijff_kit.models.tiny_qwen import add_biases
+
+        add_biases(sd, gen, LAYERS, HEADS, KV_HEADS, HEAD_DIM)
     return sd
 
 
 # --------------------------------------------------------------------------- public API
-def _marker(seed: int) -> dict:
-    return {"format_version": FORMAT_VERSION, "seed": seed, "files": list(FILES)}
+def _marker(seed: int, family: str = "default") -> dict:
+    return {"format_version": FORMAT_VERSION, "seed": seed, "family": family, "files": list(files(family))}
 
 
-def is_tiny(out_dir: str | Path, *, seed: int | None = 0) -> bool:
-    """Cheap check (json only): out_dir holds a complete tiny model of this format (and seed)."""
+def family_of(out_dir: str | Path) -> str | None:
+    """The tiny family a directory holds (None when it holds no tiny model)."""
+    try:
+        return json.loads((Path(out_dir) / MARKER).read_text()).get("family", "default")
+    except (OSError, ValueError):
+        return None
+
+
+def is_tiny(out_dir: str | Path, *, seed: int | None = 0, family: str | None = "default") -> bool:
+    """Cheap check (json only): out_dir holds a complete tiny model of this format (seed and family)."""
     out = Path(out_dir)
     try:
         marker = json.loads((out / MARKER).read_text())
@@ -436,32 +333,46 @@ def is_tiny(out_dir: str | Path, *, seed: int | None = 0) -> bool:
         return False
     if seed is not None and marker.get("seed") != seed:
         return False
-    return all((out / f).is_file() for f in FILES)
+    if family is not None and marker.get("family", "default") != family:
+        return False
+    return all((out / f).is_file() for f in marker.get("files", FILES))
 
 
 def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def _build_into(dest: Path, seed: int) -> None:
+def _build_into(dest: Path, seed: int, family: str = "default") -> None:
     from safetensors.torch import save_file
 
-    tiktoken_model, tokenizer_json = _tokenizer_artifacts()
-    (dest / "original").mkdir(parents=True, exist_ok=True)
-    (dest / TINY_TOKENIZER_PATH).write_bytes(tiktoken_model)
-    (dest / "tokenizer.json").write_text(tokenizer_json)
-    _write_json(dest / "tokenizer_config.json", _tokenizer_config())
-    _write_json(dest / "special_tokens_map.json", _special_tokens_map())
-    _write_json(dest / "config.json", hf_config())
-    _write_json(dest / "generation_config.json", _generation_config())
+    from cruijff_kit.models.tiny_families import kind_of
+
+    kind = kind_of(family)
+    if kind.model_type == "QWEN2":
+        from cruijff_kit.models import tiny_qwen
+
+        vocab_json, merges_txt, tokenizer_json = tiny_qwen.tokenizer_artifacts()
+        (dest / "vocab.json").write_text(vocab_json, encoding="utf-8")
+        (dest / "merges.txt").write_text(merges_txt, encoding="utf-8")
+        config = tiny_qwen.hf_config(kind)
+    else:
+        tiktoken_model, tokenizer_json = _tokenizer_artifacts()
+        (dest / "original").mkdir(parents=True, exist_ok=True)
+        (dest / TINY_TOKENIZER_PATH).write_bytes(tiktoken_model)
+        config = hf_config()
+    (dest / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    _write_json(dest / "tokenizer_config.json", _tokenizer_config(family))
+    _write_json(dest / "special_tokens_map.json", _special_tokens_map(family))
+    _write_json(dest / "config.json", config)
+    _write_json(dest / "generation_config.json", _generation_config(family))
     weights = dest / "model.safetensors"
-    save_file(_state_dict(seed), str(weights), metadata={"format": "pt"})
+    save_file(_state_dict(seed, family), str(weights), metadata={"format": "pt"})
     # safetensors creates its file 0600; give it the umask-derived mode the json files got.
     os.chmod(weights, (dest / "config.json").stat().st_mode & 0o777)
-    _write_json(dest / MARKER, _marker(seed))  # last: marks the directory complete
+    _write_json(dest / MARKER, _marker(seed, family))  # last: marks the directory complete
 
 
-def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Path:
+def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False, family: str = "default") -> Path:
     """Write the tiny model into out_dir and return out_dir.
 
     Skips the work when out_dir already holds this model (same format version and seed) unless
@@ -469,8 +380,11 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Pat
     force.  The build goes to a sibling temp dir and is renamed into place, so concurrent callers
     and interrupted builds never leave a half-written model behind.
     """
+    from cruijff_kit.models.tiny_families import family as get_family
+
+    get_family(family)  # unknown family: ValueError before anything is written
     out = Path(out_dir).expanduser().absolute()
-    if not force and is_tiny(out, seed=seed):
+    if not force and is_tiny(out, seed=seed, family=family):
         return out
     if out.exists():
         if not out.is_dir():
@@ -481,15 +395,15 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Pat
     tmp = out.parent / f".{out.name}.build-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()  # not mkdtemp: that makes the directory 0700 whatever the umask
     try:
-        _build_into(tmp, seed)
+        _build_into(tmp, seed, family)
         if out.exists():
-            if not force and is_tiny(out, seed=seed):  # another process won the race
+            if not force and is_tiny(out, seed=seed, family=family):  # another process won the race
                 return out
             shutil.rmtree(out)
         try:
             os.replace(tmp, out)
         except OSError:
-            if is_tiny(out, seed=seed):  # another process renamed its build in first
+            if is_tiny(out, seed=seed, family=family):  # another process renamed its build in first
                 return out
             raise
     finally:
@@ -498,6 +412,6 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, force: bool = False) -> Pat
     return out
 
 
-def write_tiny_if_missing(out_dir: str | Path, *, seed: int = 0) -> Path:
+def write_tiny_if_missing(out_dir: str | Path, *, seed: int = 0, family: str = "default") -> Path:
     """make_tiny(out_dir) unless it is already there; costs one small json read when it is."""
-    return make_tiny(out_dir, seed=seed, force=False)
+    return make_tiny(out_dir, seed=seed, force=False, family=family)

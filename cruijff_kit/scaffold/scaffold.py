@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cruijff_kit.errors import Problem, UserError, closest
+from cruijff_kit.errors import Problem, UserError, ValidationFailed, closest
 from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.settings import Settings
@@ -335,6 +335,11 @@ def main(args) -> int:
         lines.append(f"  note: {len(exp.cells())} cells in the matrix, {cells} eval jobs rendered")
     lines.append(f"Next: cruijff-kit run {exp.dir} --executor {settings.executor}")
     print("\n".join(lines))
+    from cruijff_kit.workers.inspect.prompts import scaffold_check  # eval prompt tokens == training's
+
+    mismatches = scaffold_check(exp.dir)
+    if mismatches:
+        raise ValidationFailed(mismatches)
     return 0
 
 

@@ -1,11 +1,13 @@
 """Run one evaluation cell inside its job: `python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml`.
 
 Reads the cell's eval_config.yaml (rendered by scaffold), makes sure there is a loadable model
-(adapter-only checkpoints are merged into their base model in a temp dir first), loads the @task
-from its script with the cell's task args, swaps in the design's scorers, and evaluates with
-inspect-ai's Hugging Face provider ("hf/local" + model_path). Greedy by default (the provider samples
-unless told otherwise). chat_completion renders the tokenizer's chat template; text_completion
-renders the raw prompt with no chat template and no special tokens beyond the BOS training uses.
+(an adapter-only checkpoint is merged into its base model in memory, with a base epoch `best` picked as
+training picks it), loads the @task from its script with the cell's task args, swaps in the design's
+scorers, and evaluates with our provider (provider.py: inspect-ai's Hugging Face provider plus stop tokens
+and the in-memory adapter). Greedy by default (the provider samples unless told otherwise). The prompt is
+rendered in torchtune's training format for the tokenizer's family (prompt_format.py), never the model's
+own chat template: no default system turn, no date block, the same BOS handling as training; every end
+token training puts in the loss stops generation. `cruijff-kit prompts` checks the token ids.
 
 Exit status: 0 when the eval log says success, 1 when the eval failed, 2 for a bad config/model.
 """
@@ -21,15 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from cruijff_kit.experiment import layout
+from cruijff_kit.tools.inspect import adapter, prompt_format
+from cruijff_kit.tools.inspect.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from cruijff_kit.tools.inspect.prompt_format import RAW_TEMPLATE  # noqa: F401  (tools/prefs imports it from here)
+
 PREFIX = "[cruijff_kit]"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-# text_completion: BOS + the prompt text as is, no chat markup, exactly what training encodes
-# (`encode(prompt, add_bos=True)`; text_completion training has no system turn, so none here either).
-RAW_TEMPLATE = ("{{ bos_token if bos_token else '' }}"
-                "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['content'] }}"
-                "{% endif %}{% endfor %}")
 DTYPES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16", "auto": "auto"}
 
 
@@ -84,38 +84,18 @@ def has_tokenizer(model_dir: Path) -> bool:
 
 
 def lora_scale(adapter_config: dict) -> float:
-    rank = adapter_config.get("r") or adapter_config.get("lora_rank")
-    alpha = adapter_config.get("lora_alpha", rank)
-    if not rank:
-        raise CellError(f"{ADAPTER_CONFIG} has no rank ('r')")
-    if adapter_config.get("use_rslora"):
-        return float(alpha) / float(rank) ** 0.5
-    return float(alpha) / float(rank)
+    try:
+        return adapter.lora_scale(adapter_config)
+    except adapter.AdapterError as exc:
+        raise CellError(str(exc)) from None
 
 
-def adapter_deltas(adapter_dir: Path) -> tuple[dict, float]:
-    """{base weight name: (lora_A, lora_B)} from a PEFT-format adapter, and the LoRA scale."""
-    from safetensors.torch import load_file
-
-    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
-    if config.get("use_dora"):
-        raise CellError(f"{adapter_dir}: DoRA adapters cannot be merged here; save the merged model "
-                        "(save_adapter_weights_only: false)")
-    tensors = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
-    pairs: dict[str, dict] = {}
-    for key, value in tensors.items():
-        for part in ("lora_A", "lora_B"):
-            marker = f".{part}."
-            if marker in key:
-                module = key.split(marker)[0]
-                if module.startswith("base_model.model."):
-                    module = module[len("base_model.model."):]
-                pairs.setdefault(module + ".weight", {})[part] = value
-    broken = [k for k, v in pairs.items() if set(v) != {"lora_A", "lora_B"}]
-    if broken or not pairs:
-        raise CellError(f"{adapter_dir / ADAPTER_WEIGHTS}: no complete lora_A/lora_B pairs "
-                        f"({', '.join(broken[:3]) or 'no LoRA weights'})")
-    return {k: (v["lora_A"], v["lora_B"]) for k, v in pairs.items()}, lora_scale(config)
+def adapter_deltas(adapter_dir: Path, base_dir: Path | None = None) -> tuple[dict, float]:
+    """{base weight name: (lora_A, lora_B)} in the base's layout, and the LoRA scale (see adapter.py)."""
+    try:
+        return adapter.adapter_deltas(adapter_dir, base_dir)
+    except adapter.AdapterError as exc:
+        raise CellError(str(exc)) from None
 
 
 def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
@@ -124,7 +104,6 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     Weight shards are rewritten with the same names; every other top-level file of the base
     (config, tokenizer, generation config, shard index) is linked, so the result loads like the base.
     """
-    import torch
     from safetensors.torch import load_file, save_file
 
     if not is_full_model(base_dir):
@@ -132,16 +111,14 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     shards = [p for p in weight_files(base_dir) if p.suffix == ".safetensors"]
     if not shards:
         raise CellError(f"base model {base_dir} has only .bin weights; merging needs safetensors")
-    deltas, scale = adapter_deltas(adapter_dir)
+    deltas, scale = adapter_deltas(adapter_dir, base_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     applied = set()
     for shard in shards:
         tensors = load_file(str(shard))
         for name, (lora_a, lora_b) in deltas.items():
             if name in tensors:
-                weight = tensors[name]
-                merged = weight.to(torch.float32) + scale * (lora_b.to(torch.float32) @ lora_a.to(torch.float32))
-                tensors[name] = merged.to(weight.dtype).contiguous()
+                tensors[name] = adapter.merged_tensor(tensors[name], lora_a, lora_b, scale)
                 applied.add(name)
         save_file(tensors, str(out_dir / shard.name), metadata={"format": "pt"})
     missing = sorted(set(deltas) - applied)
@@ -153,32 +130,56 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-@contextlib.contextmanager
-def prepared_model(config: dict):
-    """Yield (model_dir, tokenizer_dir) ready for transformers; merged adapters are removed after."""
-    model_dir = Path(config["model_path"])
+def _base_dir(config: dict) -> Path | None:
+    """base_model_path, with a base epoch `best` resolved exactly as training resolves it (pick_epoch)."""
     base = Path(config["base_model_path"]) if config.get("base_model_path") else None
+    if base is not None and (base.name == layout.EPOCH_BEST or str(config.get("base_epoch")) == "best"):
+        from cruijff_kit.tools.torchtune.pick_epoch import pick
+
+        try:
+            base = layout.epoch_dir(base.parent, pick(base.parent, "best"))
+        except ValueError as exc:
+            raise CellError(str(exc)) from None
+    return base
+
+
+def resolve_model(config: dict) -> tuple[Path, Path, Path | None]:
+    """(model_dir, tokenizer_dir, adapter_dir): an adapter-only checkpoint gives the base as model_dir
+    and the adapter to merge in memory; a full model gives adapter_dir None."""
+    model_dir = Path(config["model_path"])
+    base = _base_dir(config)
     if not model_dir.is_dir():
         raise CellError(f"checkpoint not found: {model_dir}; did the training job finish?")
     if is_full_model(model_dir):
-        tokenizer_dir = model_dir if has_tokenizer(model_dir) else (base or model_dir)
-        yield model_dir, tokenizer_dir
-        return
+        return model_dir, model_dir if has_tokenizer(model_dir) else (base or model_dir), None
     if not is_adapter(model_dir):
         raise CellError(f"{model_dir} holds neither a model (config.json + weights) nor an adapter "
                         f"({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS})")
     if base is None:
         raise CellError(f"{model_dir} holds only an adapter and eval_config.yaml names no base_model_path")
+    if not is_full_model(base):
+        raise CellError(f"base model {base} has no config.json and weights to apply the adapter {model_dir} to")
+    return base, base, model_dir
+
+
+@contextlib.contextmanager
+def prepared_model(config: dict):
+    """Yield (model_dir, tokenizer_dir) on disk for tools that need one (preference generation); an adapter
+    is merged into a temp dir ($TMPDIR or merge_dir) removed after. Eval cells merge in memory instead."""
+    model_dir, tokenizer_dir, adapter_dir = resolve_model(config)
+    if adapter_dir is None:
+        yield model_dir, tokenizer_dir
+        return
     tmp_root = config.get("merge_dir") or None
     if tmp_root:
         Path(tmp_root).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ck-merged-", dir=tmp_root))
     try:
         started = time.monotonic()
-        say(f"merging adapter {model_dir} into base {base}")
-        merged = merge_adapter(base, model_dir, tmp / "model")
+        say(f"merging adapter {adapter_dir} into base {model_dir}")
+        merged = merge_adapter(model_dir, adapter_dir, tmp / "model")
         say(f"merged in {time.monotonic() - started:.1f}s -> {merged}")
-        yield merged, (merged if has_tokenizer(merged) else base)
+        yield merged, (merged if has_tokenizer(merged) else model_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -192,8 +193,14 @@ def has_chat_template(tokenizer_dir: Path) -> bool:
         return False
 
 
-def model_args(config: dict, model_dir: Path, tokenizer_dir: Path) -> dict:
-    """model_args for inspect's hf provider."""
+def model_args(config: dict, model_dir: Path, tokenizer_dir: Path, adapter_dir: Path | None = None) -> dict:
+    """model_args for our provider (provider.py: inspect's hf provider + stop tokens + in-memory adapter).
+
+    The prompt is rendered with torchtune's format for the tokenizer's family (prompt_format.py), never the
+    model's own chat template, and every end token training puts in the loss stops generation.
+    """
+    dataset_type = config.get("dataset_type", "chat_completion")
+    fam = prompt_format.family(tokenizer_dir)
     args = {
         "model_path": str(model_dir),
         "tokenizer_path": str(tokenizer_dir),
@@ -203,11 +210,20 @@ def model_args(config: dict, model_dir: Path, tokenizer_dir: Path) -> dict:
         "tokenizer_call_args": {"add_special_tokens": False},
         "dtype": DTYPES.get(str(config.get("dtype") or "auto"), "auto"),
     }
-    if config.get("dataset_type", "chat_completion") == "text_completion":
-        args["chat_template"] = RAW_TEMPLATE
+    template = prompt_format.eval_template(fam, dataset_type)
+    if template is not None:
+        args["chat_template"] = template
     elif not has_chat_template(tokenizer_dir):
         raise CellError(f"tokenizer in {tokenizer_dir} has no chat template but dataset_type is "
                         "chat_completion; use a model with a chat template or dataset_type: text_completion")
+    else:
+        say(f"warning: no torchtune prompt format known for the tokenizer in {tokenizer_dir}; using its own "
+            "chat template (check `cruijff-kit prompts` before trusting the scores)")
+    stops = prompt_format.stop_token_ids(tokenizer_dir, fam)
+    if stops:
+        args["stop_token_ids"] = stops
+    if adapter_dir is not None:
+        args["adapter_path"] = str(adapter_dir)
     return args
 
 
@@ -321,32 +337,36 @@ def run(config: dict) -> int:
     started = time.monotonic()
     label = config.get("cell") or config["task"]
     device = str(config.get("device") or "cpu")
-    with prepared_model(config) as (model_dir, tokenizer_dir):  # cheap file checks first, then imports
-        margs = model_args(config, model_dir, tokenizer_dir)
-        check_device(device)
-        from inspect_ai import eval as inspect_eval
+    model_dir, tokenizer_dir, adapter_dir = resolve_model(config)  # cheap file checks first, then imports
+    if adapter_dir is not None:
+        say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
+    margs = model_args(config, model_dir, tokenizer_dir, adapter_dir)
+    check_device(device)
+    from inspect_ai import eval as inspect_eval
 
-        from cruijff_kit.tools.inspect.scorers import generate_config
-        task, given = build_task(config)
-        log_dir = Path(config["log_dir"])
-        log_dir.mkdir(parents=True, exist_ok=True)
-        limit = config.get("limit")
-        total = sample_count(task, limit)
-        say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
-            f"{config.get('dataset_type', 'chat_completion')}, "
-            f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
-        metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "cell",
-                                                "vis_label", "dataset_type")}
-        metadata.update(model_path=str(config["model_path"]), task_args=given)
-        PROGRESS.update(active=True, done=0, total=total, label=label, every=max(1, total // 10),
-                        started=time.monotonic())
-        _register_progress_hook()
-        try:
-            logs = inspect_eval(task, model="hf/local", model_args=margs, log_dir=str(log_dir), limit=limit,
-                                display="none", log_level="warning", metadata=metadata,
-                                **generate_args(config), **generate_config(config.get("scorers")))
-        finally:
-            PROGRESS["active"] = False
+    from cruijff_kit.tools.inspect.provider import register
+    from cruijff_kit.tools.inspect.scorers import generate_config
+
+    task, given = build_task(config)
+    log_dir = Path(config["log_dir"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    limit = config.get("limit")
+    total = sample_count(task, limit)
+    say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
+        f"{config.get('dataset_type', 'chat_completion')}, "
+        f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
+    metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "cell",
+                                            "vis_label", "dataset_type")}
+    metadata.update(model_path=str(config["model_path"]), task_args=given)
+    PROGRESS.update(active=True, done=0, total=total, label=label, every=max(1, total // 10),
+                    started=time.monotonic())
+    _register_progress_hook()
+    try:
+        logs = inspect_eval(task, model=register(), model_args=margs, log_dir=str(log_dir), limit=limit,
+                            display="none", log_level="warning", metadata=metadata,
+                            **generate_args(config), **generate_config(config.get("scorers")))
+    finally:
+        PROGRESS["active"] = False
     log = logs[0]
     elapsed = time.monotonic() - started
     if log.status != "success":

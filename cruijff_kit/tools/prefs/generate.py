@@ -309,7 +309,8 @@ def run(config: dict, *, progress: Callable[[str], None] = say) -> dict:
     started = time.monotonic()
 
     from cruijff_kit.tools.inspect.dataset import format_prompt, read_split
-    from cruijff_kit.tools.inspect.run_cell import RAW_TEMPLATE, CellError, check_device, has_chat_template, prepared_model
+    from cruijff_kit.tools.inspect import prompt_format
+    from cruijff_kit.tools.inspect.run_cell import CellError, check_device, has_chat_template, prepared_model
 
     split = cfg["split"]
     try:
@@ -348,7 +349,9 @@ def run(config: dict, *, progress: Callable[[str], None] = say) -> dict:
                                  "use --dataset-type text_completion for a base model")
             model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=DTYPES[str(cfg["dtype"])])
             model.to(cfg["device"]).eval()
-            eos = _stop_ids(model, tok)
+            fam = prompt_format.family(tokenizer_dir)
+            eos = _stop_ids(model, tok) + [i for i in prompt_format.stop_token_ids(tokenizer_dir, fam)
+                                           if i not in _stop_ids(model, tok)]
             pad = tok.pad_token_id if tok.pad_token_id is not None else eos[0]
             total = len(records)
             every = max(1, total // 20)
@@ -360,11 +363,10 @@ def run(config: dict, *, progress: Callable[[str], None] = say) -> dict:
                 if cfg["system_prompt"]:
                     messages.append({"role": "system", "content": cfg["system_prompt"]})
                 messages.append({"role": "user", "content": format_prompt(cfg["prompt"], str(record["input"]))})
-                if dataset_type == "chat_completion":
-                    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-                else:
-                    text = tok.apply_chat_template(messages, chat_template=RAW_TEMPLATE, tokenize=False)
-                ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(cfg["device"])
+                # torchtune's training format for the family, never the model's own template (prompt_format.py)
+                prompt_ids = prompt_format.render(tok, messages, fam, dataset_type)
+                text = tok.decode(prompt_ids, skip_special_tokens=False)
+                ids = torch.tensor([prompt_ids], device=cfg["device"])
                 torch.manual_seed(int(cfg["seed"]) * 1_000_003 + i)
                 with torch.no_grad():
                     out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,

@@ -18,14 +18,21 @@ Use the builder as a ``_component_`` in a torchtune config::
       train_on_input: false
       packed: false
 
-Token layouts (llama3 tokenizer; ``[..]`` = label masked with CROSS_ENTROPY_IGNORE_IDX):
+Token layouts (``[..]`` = label masked with CROSS_ENTROPY_IGNORE_IDX):
 
-* ``chat_completion``: ``[<bos>] [<sys header> system <eot>] [<user header> prompt <eot>]
-  <assistant header> output <eot> [<eos>]`` -- built from torchtune ``Message`` objects and the
-  model tokenizer's own chat format, so it equals HF ``apply_chat_template(...,
-  add_generation_prompt=True)`` followed by the output; the system turn is omitted when
-  ``system_prompt`` is empty. With ``train_on_input`` the user turn is trained on as well (the system
-  turn, BOS and the final EOS never are; the assistant header is always, as in torchtune).
+* ``chat_completion``, llama3 tokenizer: ``[<bos>] [<sys header> system <eot>] [<user header> prompt
+  <eot>] <assistant header> output <eot> [<eos>]``; qwen2_5 tokenizer: ``[<|im_start|>system\n system
+  <|im_end|>\n] [<|im_start|>user\n prompt <|im_end|>\n] <|im_start|>assistant\n output <|im_end|>``.
+  Built from torchtune ``Message`` objects by the model tokenizer's own (torchtune) chat format. This is
+  NOT what the model's Hugging Face chat template renders (Llama-3.x-Instruct's adds a dated system
+  turn, Qwen2.5-Instruct's a default system prompt); the eval side renders this same format itself
+  (cruijff_kit/tools/inspect/prompt_format.py) and `cruijff-kit prompts` checks the token ids agree.
+  The system turn is omitted when ``system_prompt`` is empty. With ``train_on_input`` the user turn
+  is trained on as well (the system turn and BOS never are; the assistant header is, as in torchtune).
+  The end token that closes the answer is always in the loss when the example fits ``max_seq_len``:
+  torchtune 0.6.1 masks the last token whenever ``max_seq_len`` is set (issue #2792), which for Qwen2.5
+  is the final ``<|im_end|>``, so the model would never learn to stop; here such an example is
+  tokenized without truncation and keeps its mask.
 * ``text_completion``: ``[<bos> prompt] output <eos>`` -- no chat template, no header tokens; prompt
   and output are encoded separately (exactly what the model sees at generation time: the encoded
   prompt, then its continuation). With ``train_on_input`` the prompt is trained on too (not BOS).
@@ -186,10 +193,31 @@ class InputOutputDataset(Dataset):
         return msgs
 
     def _chat(self, prompt: str, out: str) -> dict[str, list[int]]:
-        sample = self._tokenizer({"messages": self._messages(prompt, out)})
-        tokens, mask = sample["tokens"], sample["mask"]
+        tokens, mask = self._tokenize_chat(self._messages(prompt, out))
         labels = [CROSS_ENTROPY_IGNORE_IDX if m else t for t, m in zip(tokens, mask)]
         return {"tokens": tokens, "labels": labels}
+
+    def _tokenize_chat(self, messages: list[Message]) -> tuple[list[int], list[bool]]:
+        """torchtune's tokens and mask; an example that fits max_seq_len keeps the mask of its last token.
+
+        torchtune 0.6.1 truncates the mask with ``True`` as its "eos", so with max_seq_len set the last
+        token is always masked, even when nothing was cut (issue #2792). We tokenize without the limit
+        first and use that whenever it fits; only a too-long example goes through torchtune's truncation.
+        """
+        tok = self._tokenizer
+        max_len = getattr(tok, "max_seq_len", None)
+        if max_len is None:
+            sample = tok({"messages": messages})
+            return sample["tokens"], sample["mask"]
+        tok.max_seq_len = None
+        try:
+            sample = tok({"messages": messages})
+        finally:
+            tok.max_seq_len = max_len
+        if len(sample["tokens"]) <= max_len:
+            return sample["tokens"], sample["mask"]
+        sample = tok({"messages": messages})
+        return sample["tokens"], sample["mask"]
 
     def _text_completion(self, prompt: str, out: str) -> dict[str, list[int]]:
         tok = self._tokenizer

@@ -409,7 +409,7 @@ def finetune_yaml(plan: Plan) -> str:
         gradient_accumulation_steps=t(c.gradient_accumulation_steps),
         wandb={k: t(v) for k, v in plan.wandb.items()} if plan.wandb else {},
         log_every_n_steps=t(c.log_every_n_steps), log_peak_memory_stats=t(c.device == "cuda"),
-        device=c.device, dtype=c.dtype, activation_checkpointing=t(spec.size_gb >= 15 and c.device == "cuda"))
+        device=c.device, dtype=c.dtype, activation_checkpointing=t(spec.size_gb >= 5 and c.device == "cuda"))  # torchtune 0.6.1 configs: on from 3B
 
 
 def setup_yaml(plan: Plan, exp: Experiment) -> str:

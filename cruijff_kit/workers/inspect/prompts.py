@@ -1,0 +1,209 @@
+"""Check that each eval cell shows the model exactly the prompt it learned from (run it before GPU hours).
+
+  cruijff-kit prompts EXPERIMENT_DIR [--cell NAME] [--json]
+
+For every eval cell of a scaffolded experiment: one sample (the first record of the cell's split) as
+training tokenizes it (torchtune tokenizer + our dataset builder, with the loss mask: tokens in the loss
+are marked `+`) and as the eval renders its prompt (the format run_cell hands inspect-ai), side by side,
+decoded with special tokens visible, and `identical: true|false`. A fine-tuned cell is compared with its
+run's finetune.yaml (tokenizer, prompt, system prompt, dataset type); a control or eval-only cell with the
+format training would use for its model. It also checks that the end token training puts in the loss is a
+stop token at eval. Exit 1 on any mismatch; cells whose tokenizer files do not exist yet are skipped.
+
+  --json   {"cells": [{"cell": ..., "identical": ..., "first_difference": ..., ...}]}
+
+The token computation runs in a subprocess (python -m cruijff_kit.tools.torchtune.prompt_tokens), so this
+module imports no torch/transformers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cruijff_kit.errors import Problem, UserError
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def configure(parser) -> None:
+    parser.add_argument("experiment_dir", help="a scaffolded experiment directory")
+    parser.add_argument("--cell", help="only this eval cell (its directory name)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _tokenizer_dir(config: dict) -> Path | None:
+    for key in ("model_path", "base_model_path"):
+        if config.get(key):
+            path = Path(config[key])
+            if any((path / name).is_file() for name in TOKENIZER_FILES):
+                return path
+    return None
+
+
+def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list[str]]:
+    """(one spec per eval cell whose tokenizer exists, names of cells skipped for want of tokenizer files)."""
+    specs, skipped = [], []
+    for path in sorted(exp_dir.glob("*/eval/*/eval_config.yaml")):
+        config = _yaml(path)
+        name = str(config.get("cell") or path.parent.name)
+        if cell and cell not in (name, path.parent.name):
+            continue
+        tok_dir = _tokenizer_dir(config)
+        args = config.get("task_args") or {}
+        if tok_dir is None or not args.get("data_path"):
+            skipped.append(name)
+            continue
+        eval_type = config.get("dataset_type") or "chat_completion"
+        spec = {"cell": name, "run": config.get("run"), "tokenizer_dir": str(tok_dir),
+                "source": args["data_path"], "split": args.get("split") or "validation",
+                "dataset_type": eval_type, "prompt": args.get("prompt"), "system_prompt": args.get("system_prompt"),
+                "train_on_input": False, "torchtune_tokenizer": None, "eval_dataset_type": eval_type,
+                "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt")}
+        finetune = _yaml(path.parents[2] / "finetune.yaml")
+        if finetune:
+            ds, tok = finetune.get("dataset") or {}, dict(finetune.get("tokenizer") or {})
+            spec.update(dataset_type=ds.get("dataset_type", eval_type), prompt=ds.get("prompt"),
+                        system_prompt=ds.get("system_prompt"), train_on_input=ds.get("train_on_input", False))
+            if tok.get("_component_") and not any("${" in str(v) for v in tok.values()):
+                spec["torchtune_tokenizer"] = tok
+        specs.append(spec)
+    return specs, skipped
+
+
+def compute(specs: list[dict]) -> list[dict]:
+    """Token ids per cell from the tools/ subprocess (torch, torchtune and transformers live there)."""
+    if not specs:
+        return []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TIKTOKEN_CACHE_DIR": ""}
+    proc = subprocess.run([sys.executable, "-m", "cruijff_kit.tools.torchtune.prompt_tokens"],
+                          input=json.dumps({"cells": specs}), capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"prompt check failed: {tail}", hint="is torchtune installed in this environment?")
+    return json.loads(proc.stdout)["cells"]
+
+
+def compare(result: dict) -> dict:
+    """identical, first difference and the end-token checks of one cell's token ids."""
+    if "error" in result:
+        return {"cell": result["cell"], "run": result.get("run"), "identical": False, "error": result["error"]}
+    train, ev = result["train_prompt"], result["eval_prompt"]
+    out = {"cell": result["cell"], "run": result.get("run"), "family": result["family"], "train_prompt": train, "eval_prompt": ev,
+           "train_tokens": result["train_tokens"], "in_loss": result["in_loss"],
+           "end_token": result["end_token"], "end_in_loss": result["end_in_loss"],
+           "end_is_stop": result["end_is_stop"], "stop_ids": result["stop_ids"]}
+    if train is None:
+        out.update(identical=False, first_difference=None,
+                   error="the answer's tokens were not found at the end of the training tokens (truncated?)")
+        return out
+    out["identical"] = train == ev
+    diff = next((i for i, (a, b) in enumerate(zip(train, ev)) if a != b), None)
+    if diff is None and len(train) != len(ev):
+        diff = min(len(train), len(ev))
+    pieces = result["pieces"]
+
+    def at(seq, i):
+        return None if i is None or i >= len(seq) else {"id": seq[i], "text": pieces.get(str(seq[i]), "")}
+
+    out["first_difference"] = None if diff is None else {"index": diff, "train": at(train, diff), "eval": at(ev, diff)}
+    out["pieces"] = pieces
+    return out
+
+
+def check(exp_dir: str | Path, cell: str | None = None) -> tuple[list[dict], list[str]]:
+    specs, skipped = cell_specs(Path(exp_dir), cell)
+    return [compare(r) for r in compute(specs)], skipped
+
+
+def problems(exp_dir: str | Path) -> list[Problem]:
+    """For scaffold / design verify: one error per cell whose eval prompt differs from training (cells
+    whose tokenizer files do not exist yet are not checked)."""
+    out = []
+    for c in check(exp_dir)[0]:
+        if c.get("identical") and c.get("end_is_stop", True):
+            continue
+        where = str(Path(exp_dir) / str(c.get("run")) / "eval" / c["cell"] / "eval_config.yaml")
+        out.append(Problem(where, "", f"cell {c['cell']}: {describe(c)}",
+                           "run `cruijff-kit prompts` on the experiment for the tokens side by side"))
+    return out
+
+
+def scaffold_check(exp_dir: str | Path) -> list[Problem]:
+    """The hook scaffold (and design verify) call: problems() when torchtune and transformers are installed
+    here and CK_SKIP_PROMPT_CHECK is unset; otherwise nothing (the check needs the tokenizers)."""
+    from importlib.util import find_spec
+
+    if os.environ.get("CK_SKIP_PROMPT_CHECK") or not (find_spec("torchtune") and find_spec("transformers")):
+        return []
+    return problems(exp_dir)
+
+
+def describe(c: dict) -> str:
+    if c.get("error"):
+        return c["error"]
+    d = c.get("first_difference")
+    if d is not None:
+        def tok(side):
+            return f"{side['text']!r} (id {side['id']})" if side else "nothing"
+        return (f"eval prompt differs from training at token {d['index']}: training has {tok(d['train'])}, "
+                f"eval has {tok(d['eval'])}")
+    if not c.get("end_is_stop"):
+        return f"the end token training puts in the loss (id {c.get('end_token')}) does not stop generation"
+    return "identical"
+
+
+def _show(seq: list[int], pieces: dict, mask: list[bool] | None = None) -> str:
+    parts = []
+    for i, t in enumerate(seq):
+        text = pieces.get(str(t), "").replace("\n", "\\n")
+        parts.append(("+" if mask and mask[i] else "") + f"[{text}]")
+    return "".join(parts)
+
+
+def main(args) -> int:
+    exp_dir = Path(args.experiment_dir)
+    if not exp_dir.is_dir():
+        raise UserError(f"{exp_dir}: not a directory", hint="give a scaffolded experiment directory")
+    cells, skipped = check(exp_dir, args.cell)
+    if not cells and not skipped:
+        raise UserError(f"{exp_dir}: no eval cells" + (f" named {args.cell}" if args.cell else ""),
+                        hint="run `cruijff-kit scaffold` first")
+    bad = [c for c in cells if not c.get("identical") or not c.get("end_is_stop", False)]
+    if args.json:
+        print(json.dumps({"cells": cells, "skipped": skipped}, indent=1))
+        return 1 if bad else 0
+    for c in cells:
+        print(f"== {c.get('run')}/{c['cell']}  identical: {str(bool(c.get('identical'))).lower()}  family: {c.get('family')}")
+        if "train_tokens" in c:
+            pieces = c.get("pieces", {})
+            print(f"  training ({len(c['train_tokens'])} tokens, +in loss): "
+                  f"{_show(c['train_tokens'], pieces, c['in_loss'])}")
+            print(f"  eval prompt ({len(c['eval_prompt'])} tokens): {_show(c['eval_prompt'], pieces)}")
+            end = c.get("end_token")
+            print(f"  end token {pieces.get(str(end), end)!r}: in loss {str(c['end_in_loss']).lower()}, "
+                  f"stops generation {str(c['end_is_stop']).lower()}")
+        if c in bad:
+            print(f"  MISMATCH: {describe(c)}")
+    for name in skipped:
+        print(f"== {name}  skipped: the model's tokenizer files do not exist yet")
+    print(f"{len(cells) - len(bad)}/{len(cells)} cells identical" + (f", {len(skipped)} skipped" if skipped else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    from cruijff_kit.cli import verb_entry
+
+    verb_entry("prompts")
