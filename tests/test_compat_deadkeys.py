@@ -136,6 +136,8 @@ SPECIAL = {
     "evaluation.temperature": lambda d: d["evaluation"].update(temperature=0.7, do_sample=True),
     "evaluation.do_sample": lambda d: d["evaluation"].update(temperature=0.7, do_sample=True),
     "controls.replicates": (_expanded, _replicated),
+    # the default is true (adapter-only): the change that matters is to merged checkpoints
+    "controls.save_adapter_weights_only": lambda d: d["controls"].update(save_adapter_weights_only=False),
     "evaluation.system_prompt": lambda d: (d["evaluation"].update(system_prompt=""),
                                            d["controls"].update(system_prompt="")),
 }

@@ -79,7 +79,8 @@ def test_resolved_run_matches_what_trainer_and_evaluator_render(tmp_path, scratc
     assert config["dataset"]["dataset_type"] == more.dataset_type
     assert jobs["more.train"].meta["base_epoch"] == "best"
     cell = read_cell(exp.dir, "more", "const_epoch0")
-    assert cell["model_path"] == str(more.checkpoint(0)) and cell["base_model_path"] == str(more.base_checkpoint)
+    assert cell["model_path"] == str(more.checkpoint(0)) and cell["base_model_path"] == str(more.adapter_base)
+    assert more.adapter_base == layout.epoch_best_dir(settings.output_dir("evx", "sft"))  # picked in the eval job
     assert cell["dataset_type"] == more.dataset_type
     ctl = read_cell(exp.dir, "ctl", "const")
     assert ctl["model_path"] == str(resolve_run(exp, exp.run("ctl"), settings).model.path)

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from cruijff_kit.errors import Problem, UserError
+from cruijff_kit.experiment import layout
 
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
@@ -56,7 +57,7 @@ def _tokenizer_dir(config: dict) -> Path | None:
 def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list[str]]:
     """(one spec per eval cell whose tokenizer exists, names of cells skipped for want of tokenizer files)."""
     specs, skipped = [], []
-    for path in sorted(exp_dir.glob("*/eval/*/eval_config.yaml")):
+    for path in sorted(exp_dir.glob(f"*/{layout.EVAL_DIR}/*/{layout.EVAL_CONFIG}")):
         config = _yaml(path)
         name = str(config.get("cell") or path.parent.name)
         if cell and cell not in (name, path.parent.name):
@@ -72,7 +73,7 @@ def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list
                 "dataset_type": eval_type, "prompt": args.get("prompt"), "system_prompt": args.get("system_prompt"),
                 "train_on_input": False, "torchtune_tokenizer": None, "eval_dataset_type": eval_type,
                 "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt")}
-        finetune = _yaml(path.parents[2] / "finetune.yaml")
+        finetune = _yaml(path.parents[2] / layout.FINETUNE_CONFIG)
         if finetune:
             ds, tok = finetune.get("dataset") or {}, dict(finetune.get("tokenizer") or {})
             spec.update(dataset_type=ds.get("dataset_type", eval_type), prompt=ds.get("prompt"),
@@ -135,7 +136,7 @@ def problems(exp_dir: str | Path) -> list[Problem]:
     for c in check(exp_dir)[0]:
         if c.get("identical") and c.get("end_is_stop", True):
             continue
-        where = str(Path(exp_dir) / str(c.get("run")) / "eval" / c["cell"] / "eval_config.yaml")
+        where = str(layout.cell_dir(exp_dir, str(c.get("run")), c["cell"]) / layout.EVAL_CONFIG)
         out.append(Problem(where, "", f"cell {c['cell']}: {describe(c)}",
                            "run `cruijff-kit prompts` on the experiment for the tokens side by side"))
     return out
