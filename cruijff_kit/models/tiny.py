@@ -30,6 +30,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from cruijff_kit.models.tiny_families import LLAMA_DEFAULT_TEMPLATE
 from cruijff_kit.models.tiny_bpe import PAT_STR, _bytes_to_unicode, _corpus, _tokenizer_artifacts  # noqa: F401
 
 # Bump whenever the bytes this module writes change: existing directories are then rebuilt.
@@ -131,16 +132,7 @@ def lora_config(model_dir: str | Path, source: str | Path, output_dir: str | Pat
     return _merge(config, overrides)
 
 
-CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] | trim + '<|end_header_id|>\\n\\n'"
-    " + message['content'] | trim + '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{%- endif %}"
-)
+CHAT_TEMPLATE = LLAMA_DEFAULT_TEMPLATE  # the default family's template (tiny_families.py holds them all)
 
 FILES = (
     "config.json",
