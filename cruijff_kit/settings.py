@@ -74,9 +74,8 @@ INFORMATIONAL = {
     "activation", "installation", "adding issues to project",
 }
 PATH_FIELDS = {"scratch_dir", "models_dir", "venv", "conda_env"}
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:+=@/&|\[\]*~-]+$")  # what may reach an #SBATCH line
-FORMS = {"slurm_time": (re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$"), "write e.g. `- Default time: 01:00:00`"),
-         "slurm_mem": (re.compile(r"^\d+[KMGT]?B?$", re.I), "write e.g. `- Default mem: 32G`")}
+# hints for values sbatch would refuse (the rule itself is jobscript.sbatch_value_problem, shared by every check)
+FORM_HINTS = {"slurm_time": "write e.g. `- Default time: 01:00:00`", "slurm_mem": "write e.g. `- Default mem: 32G`"}
 
 _LINE = re.compile(r"^\s*(?:[-*+]\s+)?(\*\*)?([A-Za-z][A-Za-z0-9 &/_.-]*?)\s*(?::\*\*|\*\*\s*:|:)(?!//)\s*(.*?)\s*$")
 _PLACEHOLDER = re.compile(r"^(?:\(.*\)|<.*>|none|n/?a|tbd|todo|tba|unset|null|empty|unknown|-+|\?+|\.\.\.|…)$", re.I)
@@ -237,7 +236,7 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
             if m.group(3).strip():
                 settings.unused.append((lineno, raw.strip(), "placeholder: left unset"))
             continue
-        if name not in PATH_FIELDS and name not in FORMS and name != "module_loads" and " " in value:
+        if name not in PATH_FIELDS and name not in FORM_HINTS and name != "module_loads" and " " in value:
             # a time or memory size keeps its words ("2 hours", "32 GB"): '2' alone would mean 2 minutes
             value, more = value.split(" ", 1)
             prose = f"{more} {prose}".strip()
@@ -281,11 +280,13 @@ def _set(settings: Settings, name: str, value: str, label: str, where: str) -> N
             raise UserError(f"'{value}' is not an executor", where=where, path=label, hint="use local or slurm")
         settings.executor = value
     else:
-        form, hint = FORMS.get(name, (None, ""))
-        if form is not None and not form.match(value):
-            raise UserError(f"'{value}' is not a valid {label}", where=where, path=label, hint=hint)
-        if name.startswith("slurm_") or name in ("full_gpu_constraint", "shared_partition"):
-            if not SAFE_VALUE.match(value):
+        if name in SBATCH_FIELDS:
+            from cruijff_kit.jobscript import sbatch_value_problem
+
+            if sbatch_value_problem(SBATCH_FIELDS[name], value):
+                if name in FORM_HINTS:
+                    raise UserError(f"'{value}' is not a valid {label}", where=where, path=label,
+                                    hint=FORM_HINTS[name])
                 raise UserError(f"'{value}' cannot go on an #SBATCH line", where=where, path=label,
                                 hint="write the bare value, or leave the line out to keep it unset")
         setattr(settings, name, value)

@@ -261,7 +261,8 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         scorers=tuple(t.get("scorers", ())), prompt_sweep=bool(t.get("prompt_sweep", False)))
         for t in ev.get("tasks", []))
     evaluation = Evaluation(
-        scorers=tuple(ev.get("scorers", ())), tasks=tasks, matrix=tuple(ev.get("matrix", ())),
+        scorers=tuple({**sc, "params": sc.get("params") or {}} for sc in ev.get("scorers", ())),  # `- name: x` alone
+        tasks=tasks, matrix=tuple(ev.get("matrix", ())),
         temperature=ev.get("temperature", 0.0), do_sample=as_bool(ev.get("do_sample", False)),
         max_tokens=ev.get("max_tokens", 32), seed=ev.get("seed", 42), limit=ev.get("limit"),
         max_connections=ev.get("max_connections"), compute=dict(ev.get("compute") or {}))

@@ -95,7 +95,7 @@ def task_scorers(exp: Experiment, task: Task) -> list[dict]:
     A name the design's `evaluation.scorers` defines uses its params; a known scorer the design
     does not list runs with its defaults. An empty result leaves the task's own scorers in place.
     """
-    specs = [{**s, "params": s.get("params") or {}} for s in exp.evaluation.scorers]  # `{name}` alone is fine
+    specs = [dict(s) for s in exp.evaluation.scorers]  # load gives every scorer its params ({} when left out)
     if not task.scorers:
         return specs
     by_name = {s.get("name"): s for s in specs}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cruijff_kit.errors import Problem, UserError
 from cruijff_kit.experiment import layout
+from cruijff_kit.files import read_yaml
 
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
@@ -36,11 +37,10 @@ def configure(parser) -> None:
 
 
 def _yaml(path: Path) -> dict:
-    import yaml
-
+    """A rendered config through the one YAML reader; {} when it is missing or unreadable (cell skipped)."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_yaml(path)
+    except (OSError, UserError):
         return {}
     return data if isinstance(data, dict) else {}
 

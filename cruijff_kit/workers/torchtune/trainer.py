@@ -50,7 +50,9 @@ from cruijff_kit.experiment.model import Experiment, Run
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.experiment.resolve import CHAT_COMPLETION, TEXT_COMPLETION, resolve_run
 from cruijff_kit.experiment.runtypes import DPO
-from cruijff_kit.jobscript import job_environment, job_overrides, resources
+from cruijff_kit.jobscript import (
+    SBATCH_KEYS, job_environment, job_overrides, resources, sbatch_value_problem, unsafe_path,
+)
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
 from cruijff_kit.render import yaml_scalar
@@ -71,8 +73,6 @@ from cruijff_kit.workers.torchtune.lookups import (  # noqa: F401 (re-exported)
 )
 
 FILES = layout.RUN_FILES
-SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=:,~-]+\Z")  # what may reach an #SBATCH line or a bare path
-SAFE_SBATCH = re.compile(r"^[A-Za-z0-9._:,&|!()\[\]*+=-]*\Z")  # \Z: `$` would let a trailing newline in
 
 
 # -- YAML scalars ----------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     out = output_dir or resolved.output_dir
     for label, path, key in ((("experiment dir", exp.dir, "experiment.dir"), ("output dir", out, "scratch dir"),
                                ("model dir", model.path, f"models.base[{exp.models.index(model)}].path"))):
-        if not SAFE_PATH.match(str(path)) or ".." in Path(path).parts:
+        if unsafe_path(path):
             problems.error(key, f"the {label} {str(path)!r} has characters job scripts cannot take safely",
                            "use letters, digits and . _ - / only (no spaces, quotes, $ or ..)")
     dataset = resolved.data_file
@@ -211,10 +211,11 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
             res["time"] = estimate.recommended_time
         if "mem" not in overrides and recommended_mem(prior):
             res["mem"] = recommended_mem(prior)
-    for key in ("time", "mem", "account", "partition", "constraint"):
-        if not SAFE_SBATCH.match(str(res.get(key) or "")):
+    for key in SBATCH_KEYS:
+        why = sbatch_value_problem(key, res.get(key))
+        if why:
             problems.error(f"{at}.slurm_overrides.{key}" if key in overrides else f"(claude.local.md) {key}",
-                           f"{res[key]!r} cannot go into an #SBATCH line", "remove spaces and quotes")
+                           f"{res[key]!r} {why}", "remove spaces and quotes")
     gpus = int(res.get("gpus") or 0)
     if c.device == "cuda" and gpus == 0:
         problems.error(param("device"), "device: cuda but the job requests no GPU",
