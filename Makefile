@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: venv sanity-check test test-fast slurm-up slurm-down bench lint plugin-check node
+.PHONY: venv sanity-check test test-fast slurm-up slurm-down bench lint plugin-check node browser
 
 # The pinned Claude Code CLI that validates the plugin (.claude-plugin/); installed under .ci/node (gitignored).
 CLAUDE_CODE_VERSION := 2.1.332
@@ -34,8 +34,16 @@ slurm-up:
 slurm-down:
 	@bash scripts/slurm-local.sh down
 
-test: venv slurm-up plugin-check
+test: venv slurm-up plugin-check browser
 	@set -o pipefail; CK_REQUIRE_SLURM=1 $(PY) -m pytest -q tests
+
+# headless Chromium from apt, only when missing: tests/test_pages.py opens every page summarize writes
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "[cruijff_kit] installing chromium with apt-get (headless page tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # node and npm from apt, only when missing (non-interactive)
 node:
