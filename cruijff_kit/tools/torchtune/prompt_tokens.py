@@ -13,6 +13,7 @@ CLI's (cruijff_kit/workers/inspect/prompts.py). Runs with torch/torchtune/transf
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -24,15 +25,21 @@ DEFAULT_TOKENIZERS = {
 
 
 def _torchtune_tokenizer(spec: dict, fam: str | None):
+    """The cell's torchtune tokenizer; one per distinct block (building one reads the whole vocabulary)."""
+    key = json.dumps([spec.get("torchtune_tokenizer") or {}, fam, spec["tokenizer_dir"]], sort_keys=True)
+    return _build_torchtune_tokenizer(key)
+
+
+@functools.cache
+def _build_torchtune_tokenizer(key: str):
     from torchtune.config._utils import _get_component_from_path
 
-    block = dict(spec.get("torchtune_tokenizer") or {})
+    block, fam, tokenizer_dir = json.loads(key)
     if not block:
         if fam not in DEFAULT_TOKENIZERS:
-            raise ValueError(f"no torchtune tokenizer known for the tokenizer in {spec['tokenizer_dir']}")
+            raise ValueError(f"no torchtune tokenizer known for the tokenizer in {tokenizer_dir}")
         component, files = DEFAULT_TOKENIZERS[fam]
-        block = {"_component_": component,
-                 **{k: str(Path(spec["tokenizer_dir"]) / v) for k, v in files.items()}}
+        block = {"_component_": component, **{k: str(Path(tokenizer_dir) / v) for k, v in files.items()}}
     builder = _get_component_from_path(block.pop("_component_"))
     return builder(**block)
 
@@ -46,9 +53,15 @@ def _split_answer(tokens: list[int], answer: list[int], ends: set[int]) -> int |
     return start if start >= 0 and tokens[start:k] == answer else None
 
 
-def cell_tokens(spec: dict) -> dict:
+@functools.cache
+def _hf_tokenizer(tok_dir: str):
+    """The HF tokenizer the eval loads, once per directory."""
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(tok_dir)
+
+
+def cell_tokens(spec: dict) -> dict:
     from cruijff_kit.tools.inspect import prompt_format
     from cruijff_kit.tools.torchtune.datasets import InputOutputDataset
 
@@ -69,7 +82,7 @@ def cell_tokens(spec: dict) -> dict:
     end_index = None if start is None else start + len(answer)
     end_id = tokens[end_index] if end_index is not None and end_index < len(tokens) else None
 
-    hf = AutoTokenizer.from_pretrained(str(tok_dir))
+    hf = _hf_tokenizer(str(tok_dir))
     messages = []
     eval_type = spec.get("eval_dataset_type") or spec["dataset_type"]
     system = spec.get("eval_system_prompt") or ""

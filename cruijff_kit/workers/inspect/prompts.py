@@ -45,12 +45,19 @@ def _yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _tokenizer_dir(config: dict) -> Path | None:
+def _has_tokenizer(path: Path) -> bool:
+    return any((path / name).is_file() for name in TOKENIZER_FILES)
+
+
+def _tokenizer_dir(config: dict, finetune: dict) -> Path | None:
+    """Where the cell's HF tokenizer lives: the checkpoint or base model, else (a run trained from another run's
+    checkpoint that does not exist yet, e.g. DPO after SFT) the root model whose tokenizer training reads."""
     for key in ("model_path", "base_model_path"):
-        if config.get(key):
-            path = Path(config[key])
-            if any((path / name).is_file() for name in TOKENIZER_FILES):
-                return path
+        if config.get(key) and _has_tokenizer(Path(config[key])):
+            return Path(config[key])
+    trained_with = str((finetune.get("tokenizer") or {}).get("path") or "")
+    if trained_with and "${" not in trained_with:
+        return next((p for p in Path(trained_with).parents if _has_tokenizer(p)), None)
     return None
 
 
@@ -62,7 +69,8 @@ def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list
         name = str(config.get("cell") or path.parent.name)
         if cell and cell not in (name, path.parent.name):
             continue
-        tok_dir = _tokenizer_dir(config)
+        finetune = _yaml(path.parents[2] / layout.FINETUNE_CONFIG)
+        tok_dir = _tokenizer_dir(config, finetune)
         args = config.get("task_args") or {}
         if tok_dir is None or not args.get("data_path"):
             skipped.append(name)
@@ -73,7 +81,6 @@ def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list
                 "dataset_type": eval_type, "prompt": args.get("prompt"), "system_prompt": args.get("system_prompt"),
                 "train_on_input": False, "torchtune_tokenizer": None, "eval_dataset_type": eval_type,
                 "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt")}
-        finetune = _yaml(path.parents[2] / layout.FINETUNE_CONFIG)
         if finetune:
             ds, tok = finetune.get("dataset") or {}, dict(finetune.get("tokenizer") or {})
             spec.update(dataset_type=ds.get("dataset_type", eval_type), prompt=ds.get("prompt"),
