@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -140,6 +139,32 @@ def test_estimate_batch_size_uses_measured_gpu_peak(tmp_path):
     assert fitting_batch_size(run, 16.0, 1, "H100", measured) == 4
 
 
-def test_gpu_check_script_mentions_sampled_figures():
+def test_gpu_check_prints_the_sampled_figures(tmp_path):
+    """scripts/gpu-check.sh's figures step, run on an experiment whose job recorded nvidia-smi samples."""
+    import subprocess
+
     text = (Path(__file__).resolve().parent.parent / "scripts" / "gpu-check.sh").read_text()
-    assert "compute.json" in text and shutil.which("bash")
+    figures = text.split("<<'PYEOF'\n")[-1].split("\nPYEOF")[0]
+    job = tmp_path / "exp" / "run_ft"
+    job.mkdir(parents=True)
+    (job / "compute.json").write_text(json.dumps({"job": "run_ft.train", "wall_s": 12.5, "gpu": {"summary": {
+        "peak_memory_mib": 8000.0, "mean_utilization_pct": 75.0, "mean_power_w": 200.0, "peak_power_w": 310.0}}}))
+    env = {**os.environ, "ROOT": str(tmp_path), "SCRATCH": str(tmp_path), "WALL": "20"}
+    out = subprocess.run([sys.executable, "-c", figures], env=env, capture_output=True, text=True, check=True).stdout
+    assert "run_ft.train" in out and out.splitlines()[-1].split()[1:] == ["12.5", "8000", "75", "200", "310"]
+
+
+def test_summarize_cost_table_has_gpu_columns_when_present():
+    from types import SimpleNamespace
+
+    from cruijff_kit.summarize.report import cost_table
+
+    row = {"stage": "s1", "estimated_gpu_hours": None, "actual_gpu_hours": 0.5, "estimated_cost": None,
+           "actual_cost": None, "jobs": 1, "jobs_timed": 1}
+    plain = cost_table(SimpleNamespace(cost={"hourly_cost": None, "stages": [row], "total": {**row, "stage": "total"}}))
+    assert "GPU utilization" not in plain["header"]
+    measured = {**row, "gpu_peak_memory_mib": 8192.0, "gpu_mean_utilization_pct": 75.0}
+    table = cost_table(SimpleNamespace(cost={"hourly_cost": None, "stages": [measured],
+                                             "total": {**measured, "stage": "total"}}))
+    assert table["header"][-2:] == ["GPU peak memory (GiB)", "GPU utilization"]
+    assert table["rows"][0][-2:] == ["8.0", "75%"]
