@@ -82,6 +82,13 @@ def test_no_full_gpu_large_enough_is_one_validate_error(tmp_path, scratch, monke
     assert len(errors) == 1 and errors[0].path == "runs[3].model"
     assert "Llama-3.3-70B-Instruct needs 80 GB" in errors[0].message and "gpu40 40 GB" in errors[0].message
     assert "GPU memory constraints" in errors[0].hint
+    design = _design(tmp_path)  # the same for a training run (the torchtune worker's check)
+    design["runs"][3].update(type="fine-tuned", parameters={"validation_during_training": False})
+    design["evaluation"]["matrix"][-1]["epochs"] = [0]
+    with pytest.raises(ValidationFailed) as exc:
+        _scaffold(tmp_path, design)
+    errors = [p for p in exc.value.problems if p.level == "error"]
+    assert [p.path for p in errors] == ["runs[3].model"] and "needs 80 GB" in errors[0].message
 
 
 def test_vram_constraint_rule():
