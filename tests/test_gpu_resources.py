@@ -122,3 +122,12 @@ def test_70b_eval_config_asks_for_the_gpus_and_spreads(tmp_path, scratch, monkey
     assert sbatch(big / "inspect.slurm")["gres"] == "gpu:4"
     small = yaml.safe_load(next(o.exp.dir.glob("llama_base/eval/*/eval_config.yaml")).read_text())
     assert (small["gpus"], small["device_map"]) == (1, None)
+
+
+def test_validate_cli_says_it_in_one_line(tmp_path, scratch, monkeypatch, cli):
+    _settings(tmp_path, monkeypatch, "- SLURM account: acct\n- GPU memory constraints: gpu40=40\n")
+    proc = cli("validate", str(write_design(tmp_path, _design(tmp_path))))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "needs 80 GB" in line]
+    assert len(lines) == 1 and "runs[3].model" in lines[0] and "Llama-3.3-70B-Instruct" in lines[0]
+    assert "GPU memory constraints" in lines[0]  # the fix, on the same line
