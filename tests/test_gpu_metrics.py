@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from run_fixtures import Fake, build, marker, state
 
 from cruijff_kit.compute.costs import cost_lines, stage_costs
@@ -168,3 +170,27 @@ def test_summarize_cost_table_has_gpu_columns_when_present():
                                              "total": {**measured, "stage": "total"}}))
     assert table["header"][-2:] == ["GPU peak memory (GiB)", "GPU utilization"]
     assert table["rows"][0][-2:] == ["8.0", "75%"]
+
+
+@pytest.mark.slow
+def test_scaffolded_training_job_records_gpu_metrics(tmp_path, scratch, cli):
+    """A real scaffolded torchtune job (tiny model on the CPU, asking SLURM for a GPU) run by the local executor."""
+    from conftest_scaffold import tiny_design, write_design
+
+    made = cli("models", "make-tiny", str(scratch / "models" / "tiny-llama"), timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
+    design = tiny_design(tmp_path, [{"name": "tiny_a", "type": "fine-tuned", "model": "tiny-llama",
+                                     "slurm_overrides": {"gpus": 1}}])
+    design["evaluation"]["matrix"] = [{"run": "tiny_a", "tasks": ["next_value"], "epochs": [0]}]
+    proc = cli("scaffold", str(write_design(tmp_path, design)), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    exp = tmp_path / "exp"
+    assert "#SBATCH --gres=gpu:1" in (exp / "tiny_a" / "finetune.slurm").read_text()
+    bin_dir = _fake_smi(tmp_path / "bin")
+    env = {"PATH": f"{bin_dir}{os.pathsep}{_path_without_smi()}", "CK_GPU_SAMPLE_S": "0.5"}
+    proc = cli("run", str(exp), "--executor", "local", env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for path in (exp / "tiny_a" / "compute.json", exp / "tiny_a" / "eval" / "next_value_epoch0" / "compute.json"):
+        record = json.loads(path.read_text())
+        assert record["gpu"]["summary"]["peak_memory_mib"] == 8000.0 and record["gpu"]["summary"]["samples"] >= 2
+    assert json.loads((exp / "tiny_a" / "compute.json").read_text())["tokens_per_s"] > 0  # training_summary too
