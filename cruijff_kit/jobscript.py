@@ -1,8 +1,9 @@
 """What every job script shares: SBATCH resources and the environment a job runs in.
 
 Resources resolve in this order (later wins): model registry defaults -> claude.local.md ->
-the design's `compute` blocks -> the run's `slurm_overrides` (job_overrides). A GPU count of 0 (CPU clusters, the local test SLURM) drops --gres
-and any constraint. Every job script extends templates/job.sh.j2.
+the design's `compute` blocks -> the run's `slurm_overrides` (job_overrides). A model's `min_gpu_vram_gb`
+adds claude.local.md's full-GPU constraint of that size. A GPU count of 0 (CPU clusters, the local test SLURM)
+drops --gres and any constraint. Every job script extends templates/job.sh.j2.
 """
 from __future__ import annotations
 
@@ -89,10 +90,52 @@ def job_environment(settings: Settings, exp_dir: Path) -> dict:
     }
 
 
-def resources(settings: Settings, overrides: dict, defaults: dict | None = None, *, device: str = "cuda") -> dict:
+def vram_constraint(settings: Settings, vram_gb: float) -> tuple[str, str]:
+    """(constraint, why not) for a model that needs `vram_gb` GB on each GPU: the smallest full GPU of
+    claude.local.md's `GPU memory constraints` (NAME=GB) that fits, else its `Full-GPU constraint` (size not
+    given: taken to fit). ("", "") when nothing is needed or nothing is configured; ("", why) when no listed
+    GPU is large enough."""
+    table = settings.gpu_constraints() if vram_gb and vram_gb > 0 else {}
+    if not table:
+        return "", ""
+    fits = [(gb if gb is not None else float("inf"), name) for name, gb in table.items()
+            if gb is None or gb >= vram_gb]
+    if fits:
+        return min(fits)[1], ""
+    listed = ", ".join(f"{name} {gb:g} GB" for name, gb in table.items())
+    return "", f"needs {vram_gb:g} GB of GPU memory but the largest full GPU of claude.local.md is smaller ({listed})"
+
+
+def _with_vram(res: dict, settings: Settings, vram_gb: float) -> None:
+    """Add the full-GPU constraint a model needs, unless the job sets its own or runs on the shared partition."""
+    name, _ = vram_constraint(settings, vram_gb)
+    if not name or (settings.shared_partition and res.get("partition") == settings.shared_partition):
+        return
+    base = str(res.get("constraint") or "")
+    if not base or base in settings.gpu_constraints() or "|" in base:
+        res["constraint"] = name  # a GPU-size constraint of its own (or an OR list) is replaced, not ANDed
+    elif name not in base.split("&"):
+        res["constraint"] = f"{base}&{name}"
+
+
+def vram_problem(problems, settings: Settings, spec, res: dict, overrides: dict, at: str) -> None:
+    """The validate error when a job on a GPU needs more memory than any full GPU claude.local.md lists."""
+    if not int(res.get("gpus") or 0) or "constraint" in (overrides or {}):
+        return
+    _, why = vram_constraint(settings, spec.min_gpu_vram_gb)
+    if why:
+        problems.error(f"{at}.model", f"{spec.key} {why}",
+                       "add a larger GPU to `GPU memory constraints` in claude.local.md, or set "
+                       "slurm_overrides: {constraint: ...} on this run")
+
+
+def resources(settings: Settings, overrides: dict, defaults: dict | None = None, *, device: str = "cuda",
+              vram_gb: float = 0) -> dict:
     """SBATCH resources for one job: {time, mem, cpus, gpus, account, partition, constraint}.
 
     A job that runs on the CPU (`device: cpu`, e.g. the tiny profile) asks for no GPU and no constraint.
+    A model that needs `vram_gb` GB per GPU (the registry's `min_gpu_vram_gb`) gets claude.local.md's
+    full-GPU constraint for that size (vram_constraint), unless the overrides name a constraint.
     """
     res = {"time": settings.slurm_time, "mem": settings.slurm_mem or "", "cpus": settings.slurm_cpus,
            "gpus": settings.slurm_gpus, "account": settings.slurm_account,
@@ -102,6 +145,8 @@ def resources(settings: Settings, overrides: dict, defaults: dict | None = None,
             res[key] = value
     for key, value in (overrides or {}).items():
         res[key] = value
+    if "constraint" not in (overrides or {}):
+        _with_vram(res, settings, vram_gb)
     if device == "cpu":
         res["gpus"] = 0
     if int(res.get("gpus") or 0) == 0:

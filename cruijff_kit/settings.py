@@ -34,6 +34,9 @@ LABELS = {
     "slurm default gpus": "slurm_gpus",
     "full-gpu constraint": "full_gpu_constraint",
     "full gpu constraint": "full_gpu_constraint",
+    "gpu memory constraints": "gpu_memory_constraints",
+    "full-gpu constraints": "gpu_memory_constraints",
+    "full gpu constraints": "gpu_memory_constraints",
     "shared/mig partition": "shared_partition",
     "shared partition": "shared_partition",
     "mig partition": "shared_partition",
@@ -73,6 +76,7 @@ INFORMATIONAL = {
     "experiments", "sanity checks", "outputs", "input data", "task-specific data", "default project",
     "activation", "installation", "adding issues to project",
 }
+LISTS = {"module_loads", "gpu_memory_constraints"}  # values that keep their spaces ("a, b")
 PATH_FIELDS = {"scratch_dir", "models_dir", "venv", "conda_env"}
 # hints for values sbatch would refuse (the rule itself is jobscript.sbatch_value_problem, shared by every check)
 FORM_HINTS = {"slurm_time": "write e.g. `- Default time: 01:00:00`", "slurm_mem": "write e.g. `- Default mem: 32G`"}
@@ -113,6 +117,7 @@ class Settings:
     slurm_cpus: int = 4
     slurm_mem: str = ""
     full_gpu_constraint: str = ""
+    gpu_memory_constraints: str = ""  # "gpu40=40,gpu80=80": full-GPU constraint -> GB of GPU memory
     shared_partition: str = ""
     conda_env: str = ""
     venv: str = ""
@@ -150,6 +155,13 @@ class Settings:
     def placeholders(self) -> dict[str, str]:
         """Values a design may reference in its paths: {scratch_dir}, {models_dir}."""
         return {"scratch_dir": str(self.scratch), "models_dir": str(self.models)}
+
+    def gpu_constraints(self) -> dict[str, float | None]:
+        """Full-GPU constraint -> its GPU memory in GB (None: size not given, taken to fit any model)."""
+        table: dict[str, float | None] = dict(parse_gpu_constraints(self.gpu_memory_constraints))
+        if self.full_gpu_constraint and self.full_gpu_constraint not in table:
+            table[self.full_gpu_constraint] = None
+        return table
 
     def shown(self) -> list[tuple[str, str, str]]:
         """(field, value, where it came from) for `cruijff-kit config show`."""
@@ -236,7 +248,7 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
             if m.group(3).strip():
                 settings.unused.append((lineno, raw.strip(), "placeholder: left unset"))
             continue
-        if name not in PATH_FIELDS and name not in FORM_HINTS and name != "module_loads" and " " in value:
+        if name not in PATH_FIELDS and name not in FORM_HINTS and name not in LISTS and " " in value:
             # a time or memory size keeps its words ("2 hours", "32 GB"): '2' alone would mean 2 minutes
             value, more = value.split(" ", 1)
             prose = f"{more} {prose}".strip()
@@ -261,6 +273,21 @@ def parse_settings(text: str, source: str = SETTINGS_FILE) -> Settings:
     return settings
 
 
+def parse_gpu_constraints(text: str) -> list[tuple[str, float]]:
+    """`gpu40=40,gpu80=80` -> [("gpu40", 40.0), ("gpu80", 80.0)]; ValueError names the item it cannot read."""
+    out = []
+    for item in (i.strip() for i in re.split(r"[,;]", text or "") if i.strip()):
+        name, _, size = item.partition("=")
+        try:
+            gb = float(size.strip().upper().removesuffix("GB").removesuffix("G"))
+        except ValueError:
+            raise ValueError(item) from None
+        if not name.strip() or gb <= 0:
+            raise ValueError(item)
+        out.append((name.strip(), gb))
+    return out
+
+
 def _set(settings: Settings, name: str, value: str, label: str, where: str) -> None:
     if name == "module_loads":
         settings.module_loads = [v for v in re.split(r"[,;\s]+", value) if v]
@@ -275,6 +302,19 @@ def _set(settings: Settings, name: str, value: str, label: str, where: str) -> N
         except ValueError:
             raise UserError(f"'{value}' is not a number", where=where, path=label,
                             hint="write e.g. `- GPU hourly cost: 1.74`") from None
+    elif name == "gpu_memory_constraints":
+        try:
+            pairs = parse_gpu_constraints(value)
+        except ValueError as exc:
+            raise UserError(f"'{exc}' is not CONSTRAINT=GB", where=where, path=label,
+                            hint="write e.g. `- GPU memory constraints: gpu40=40,gpu80=80`") from None
+        from cruijff_kit.jobscript import sbatch_value_problem
+
+        for constraint, _ in pairs:
+            if sbatch_value_problem("constraint", constraint):
+                raise UserError(f"'{constraint}' cannot go on an #SBATCH line", where=where, path=label,
+                                hint="write the bare constraint names, e.g. gpu40=40,gpu80=80")
+        settings.gpu_memory_constraints = value
     elif name == "executor":
         if value not in ("local", "slurm"):
             raise UserError(f"'{value}' is not an executor", where=where, path=label, hint="use local or slurm")

@@ -60,32 +60,31 @@ echo "==> scaffold (runs the prompt check) and cruijff-kit prompts"
 $CK scaffold "$ROOT/design/experiment_summary.yaml"
 $CK prompts "$ROOT/exp"
 
-echo "==> train and evaluate on the GPU (nvidia-smi sampled every second)"
-SMI_LOG="$ROOT/nvidia-smi.csv"
-nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv,noheader,nounits -l 1 \
-  > "$SMI_LOG" 2>/dev/null &
-SMI_PID=$!
-trap 'kill "$SMI_PID" 2>/dev/null || true' EXIT
+echo "==> train and evaluate on the GPU (every job samples nvidia-smi every second into its compute.json)"
+export CK_GPU_SAMPLE_S=1
 START=$(date +%s)
 $CK run "$ROOT/exp" --executor local --wait
 END=$(date +%s)
-kill "$SMI_PID" 2>/dev/null || true
 
 echo "==> figures"
 ROOT="$ROOT" WALL=$((END - START)) SCRATCH="$CK_SCRATCH" $PY - <<'PYEOF'
-import csv, os, re
+import json, os, re
 from pathlib import Path
 root, scratch = Path(os.environ["ROOT"]), Path(os.environ["SCRATCH"])
 rates = []
 for log in scratch.glob("ck-outputs/gpu_check/*/logs/*.txt"):
     rates += [float(m.group(1)) for m in re.finditer(r"tokens_per_second_per_gpu:([0-9.]+)", log.read_text())]
-rows = [r for r in csv.reader((root / "nvidia-smi.csv").open()) if len(r) >= 4]
-mem = [float(r[2]) for r in rows if r[2].strip().replace(".", "", 1).isdigit()]
-util = [float(r[1]) for r in rows if r[1].strip().replace(".", "", 1).isdigit()]
 print(f"wall {os.environ['WALL']} s for 2 trainings + 4 evals")
 print(f"training tokens/s per GPU: mean {sum(rates) / len(rates):.0f}, max {max(rates):.0f}" if rates
       else "training tokens/s: no training log found")
-print(f"GPU peak memory used: {max(mem):.0f} MiB; mean utilization {sum(util) / len(util):.0f}%" if mem
-      else "GPU memory: no nvidia-smi samples")
+# per job: the nvidia-smi summary the job recorded in its compute.json (cruijff_kit/compute/records.py)
+print(f"{'job':<34} {'wall s':>7} {'peak MiB':>9} {'util %':>7} {'mean W':>7} {'peak W':>7}")
+for path in sorted((root / "exp").rglob("compute.json")):
+    record = json.loads(path.read_text())
+    gpu = (record.get("gpu") or {}).get("summary") or {}
+    cell = lambda key, form: form.format(gpu[key]) if gpu.get(key) is not None else "-"
+    print(f"{record.get('job', path.parent.name):<34} {record.get('wall_s') or 0:>7.1f} "
+          f"{cell('peak_memory_mib', '{:.0f}'):>9} {cell('mean_utilization_pct', '{:.0f}'):>7} "
+          f"{cell('mean_power_w', '{:.0f}'):>7} {cell('peak_power_w', '{:.0f}'):>7}")
 PYEOF
 $CK status "$ROOT/exp"

@@ -71,13 +71,14 @@ def marker(marks: Path, name: str, sleep: float = 0.0, extra: str = "") -> str:
             f'date +%s.%N > "{marks}/{name}.end"\n')
 
 
-def build(exp_dir: Path, jobs: list[Fake], *, name: str = "fake_exp", cpus: int = 1, summary: bool = True) -> Path:
+def build(exp_dir: Path, jobs: list[Fake], *, name: str = "fake_exp", cpus: int = 1, summary: bool = True,
+          gpus: int = 0) -> Path:
     """Render every job script, write jobs.json and experiment_summary.md; returns the experiment dir."""
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     env = job_environment(settings, exp_dir)
-    res = resources(settings, {"gpus": 0, "cpus": cpus, "time": "00:10:00", "mem": "256M"})
+    res = resources(settings, {"gpus": gpus, "cpus": cpus, "time": "00:10:00", "mem": "256M"})
     specs = []
     for fake in jobs:
         workdir = exp_dir / Path(fake.script).parent

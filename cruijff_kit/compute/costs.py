@@ -4,7 +4,9 @@ and `summarize` all use it).
 estimated: `cruijff_kit.compute.estimates.plan_estimates` per run, summed over each stage's runs;
 actual: per job, wall time (state.json; the elapsed time so far for a running job) x the GPUs its script
 requests (`#SBATCH --gres=gpu[:type]:N`; 0 without a --gres line, e.g. CPU jobs), summed per stage;
-cost = GPU-hours x settings.gpu_hourly_cost (None when no hourly cost is set: GPU-hours only).
+cost = GPU-hours x settings.gpu_hourly_cost (None when no hourly cost is set: GPU-hours only);
+measured on the GPU (only where a job's compute.json holds nvidia-smi samples, see compute/records.py): the
+stage's peak memory on one GPU (MiB) and its jobs' mean utilization (%).
 """
 from __future__ import annotations
 
@@ -69,12 +71,20 @@ def stage_costs(exp_dir: Path, jobs: list, job_stage: dict, state_jobs: dict, *,
             order.append(name)
     rows = {name: {"stage": name, "estimated_gpu_hours": 0.0, "actual_gpu_hours": 0.0, "jobs_timed": 0,
                    "jobs": 0} for name in order}
+    from cruijff_kit.compute.records import read_gpu_summary
+
     run_stage: dict[str, str] = {}
+    utils: dict[str, list[float]] = {}
     for job in jobs:
         name = job_stage.get(job.id) or NO_STAGE
         run_stage.setdefault(job.run, name)
         row = rows[name]
         row["jobs"] += 1
+        gpu = read_gpu_summary(exp_dir, job)
+        if gpu.get("peak_memory_mib") is not None:
+            row["gpu_peak_memory_mib"] = max(row.get("gpu_peak_memory_mib") or 0.0, gpu["peak_memory_mib"])
+        if gpu.get("mean_utilization_pct") is not None:
+            utils.setdefault(name, []).append(gpu["mean_utilization_pct"])
         wall = _elapsed(state_jobs.get(job.id) or {})
         if wall is None:
             continue
@@ -94,6 +104,8 @@ def stage_costs(exp_dir: Path, jobs: list, job_stage: dict, state_jobs: dict, *,
         row["actual_gpu_hours"] = round(row["actual_gpu_hours"], 6)
         row["estimated_cost"] = _money(row["estimated_gpu_hours"] or 0.0, hourly) if estimates else None
         row["actual_cost"] = _money(row["actual_gpu_hours"], hourly)
+        if utils.get(name):
+            row["gpu_mean_utilization_pct"] = round(sum(utils[name]) / len(utils[name]), 1)
         out_rows.append(row)
     est_total = round(sum(r["estimated_gpu_hours"] or 0.0 for r in out_rows), 6) if estimates else None
     act_total = round(sum(r["actual_gpu_hours"] for r in out_rows), 6)
@@ -101,6 +113,12 @@ def stage_costs(exp_dir: Path, jobs: list, job_stage: dict, state_jobs: dict, *,
              "estimated_cost": _money(est_total or 0.0, hourly) if estimates else None,
              "actual_cost": _money(act_total, hourly), "jobs": sum(r["jobs"] for r in out_rows),
              "jobs_timed": sum(r["jobs_timed"] for r in out_rows)}
+    peaks = [r["gpu_peak_memory_mib"] for r in out_rows if r.get("gpu_peak_memory_mib") is not None]
+    if peaks:
+        total["gpu_peak_memory_mib"] = max(peaks)
+    all_utils = [u for name in utils for u in utils[name]]
+    if all_utils:
+        total["gpu_mean_utilization_pct"] = round(sum(all_utils) / len(all_utils), 1)
     return {"hourly_cost": hourly, "preliminary": preliminary, "note": note, "stages": out_rows, "total": total}
 
 
@@ -114,12 +132,22 @@ def cost_lines(cost: dict) -> list[str]:
     def c(value):
         return "-" if value is None else f"${value:,.2f}"
 
-    header = f"{'STAGE':<16} {'EST GPU-H':>10} {'ACT GPU-H':>10}" + (f" {'EST COST':>10} {'ACT COST':>10}" if money else "")
+    measured = any("gpu_peak_memory_mib" in r or "gpu_mean_utilization_pct" in r for r in cost["stages"])
+
+    def g(row):
+        peak, util = row.get("gpu_peak_memory_mib"), row.get("gpu_mean_utilization_pct")
+        return (f" {'-' if peak is None else f'{peak / 1024:.1f}':>12} "
+                f"{'-' if util is None else f'{util:.0f}%':>9}")
+
+    header = (f"{'STAGE':<16} {'EST GPU-H':>10} {'ACT GPU-H':>10}" + (f" {'EST COST':>10} {'ACT COST':>10}" if money else "")
+              + (f" {'GPU PEAK GiB':>12} {'GPU UTIL':>9}" if measured else ""))
     lines = [header]
     for row in cost["stages"] + [cost["total"]]:
         line = f"{row['stage']:<16} {h(row['estimated_gpu_hours']):>10} {h(row['actual_gpu_hours']):>10}"
         if money:
             line += f" {c(row['estimated_cost']):>10} {c(row['actual_cost']):>10}"
+        if measured:
+            line += g(row)
         lines.append(line)
     if cost.get("note"):
         lines.append(cost["note"])

@@ -147,6 +147,13 @@ class PriorRun:
     eval_s_per_cell: float = 0.0
     peak_memory_gb: float = 0.0
     samples: int = 0  # examples seen (all epochs): tokens / samples is the measured tokens per example
+    gpu_peak_memory_gb: float = 0.0  # nvidia-smi's peak memory used on one GPU (compute.json `gpu.summary`)
+
+    @property
+    def measured_gpu_peak_gb(self) -> float:
+        """What the GPU held at most: nvidia-smi's figure (CUDA context and allocator cache included, what an
+        out-of-memory error is about) when sampled, else the recipe's own peak."""
+        return self.gpu_peak_memory_gb or self.peak_memory_gb
 
     @property
     def overhead_per_epoch(self) -> float:
@@ -164,6 +171,8 @@ def _num(record: dict, *keys, default=0.0) -> float:
 
 def read_prior(record_path: Path, facts: dict | None = None) -> PriorRun | None:
     """A compute record (run dir compute.json, merged with the recipe's training_summary.json)."""
+    from cruijff_kit.compute.records import gpu_summary
+
     try:
         record = json.loads(record_path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -181,7 +190,8 @@ def read_prior(record_path: Path, facts: dict | None = None) -> PriorRun | None:
                     int(_num(merged, "batch_size", default=1)), int(_num(merged, "max_seq_len", default=0)),
                     int(_num(merged, "epochs", "total_epochs", default=1)), int(tokens), tps, train_s,
                     _num(merged, "eval_s_per_cell"), _num(merged, "peak_memory_gb", "gpu_peak_memory_gb"),
-                    int(_num(merged, "samples", "examples_seen")))
+                    int(_num(merged, "samples", "examples_seen")),
+                    (gpu_summary(record).get("peak_memory_mib") or 0.0) / 1024)
 
 
 def _run_facts(record_path: Path, cache: dict) -> dict:
@@ -276,8 +286,8 @@ def fitting_batch_size(run: Run, size_gb: float, gpus: int, gpu_type: str, prior
     if c.device != "cuda" or size_gb <= 0:
         return c.batch_size
     weights = size_gb / max(gpus, 1)
-    if prior and prior.peak_memory_gb > 0 and prior.batch_size > 0:
-        per_example = max(prior.peak_memory_gb - weights, 0.01) / prior.batch_size
+    if prior and prior.measured_gpu_peak_gb > 0 and prior.batch_size > 0:
+        per_example = max(prior.measured_gpu_peak_gb - weights, 0.01) / prior.batch_size
         per_example *= c.max_seq_len / max(prior.max_seq_len, 1)
     else:
         per_example = ACTIVATION_GB_PER_SAMPLE_KTOK_PER_WEIGHT_GB * weights * c.max_seq_len / 1024
@@ -322,7 +332,9 @@ def estimate_run(exp: Experiment, run: Run, settings: Settings, prior: PriorRun 
     return RunEstimate(run.name, n, tokens, round(tps, 1), round(train_s, 1), round(eval_s, 1), round(disk, 3),
                        gpus, round(gpu_hours, 4), round(gpu_hours * settings.gpu_hourly_cost, 2),
                        slurm_time(train_s) if run.trains else slurm_time(eval_s),
-                       f"prior run {Path(prior.path).parent.name}" if prior else "defaults by model size",
+                       (f"prior run {Path(prior.path).parent.name}"
+                        + (f" (GPU peak {prior.gpu_peak_memory_gb:.1f} GB)" if prior.gpu_peak_memory_gb else ""))
+                       if prior else "defaults by model size",
                        prior is None, round(per_epoch["merged"], 3), round(per_epoch["adapter"], 4), batch,
                        c.gradient_accumulation_steps * math.ceil(c.batch_size / batch))
 

@@ -3,8 +3,11 @@
 
 Fields: job, kind, run, task, epoch, executor, native_id, state, exit_code, reason, attempts, submitted,
 started, ended, wall_s, queue_s, peak_rss_mb (sacct MaxRSS, or the local child's rusage), overrides
-(CK_RESUME / CK_BATCH_SIZE of a rerun), and, for training, every field of the recipe's
-`training_summary.json` (tokens, tokens/s, GPU peak memory, losses) merged in.
+(CK_RESUME / CK_BATCH_SIZE of a rerun), for training every field of the recipe's
+`training_summary.json` (tokens, tokens/s, GPU peak memory, losses) merged in, and, for a job on a GPU
+whose node has nvidia-smi, `gpu`: {columns, samples (at most MAX_GPU_SAMPLES rows, evenly thinned),
+summary (peak_memory_mib, mean_utilization_pct, mean_power_w, peak_power_w, samples, gpus, duration_s)}
+from the job's gpu_samples.csv (tools/gpu_sampler.py writes it; the format is defined there).
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ from cruijff_kit.files import read_json, write_json
 from cruijff_kit.experiment import layout
 from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.run.state import seconds_between
+from cruijff_kit.tools import gpu_sampler  # standard library only: the samples' format and summary
 
 COMPUTE_FILE = layout.COMPUTE
+MAX_GPU_SAMPLES = 2000  # rows kept in compute.json (the summary uses every sample)
 TRAINING_SUMMARY = layout.TRAINING_SUMMARY
 
 
@@ -44,5 +49,34 @@ def compute_record(job: JobSpec, js: dict, output_dir: str | Path | None = None)
     return record
 
 
+def gpu_record(job_dir: str | Path) -> dict | None:
+    """{columns, samples, summary} from a job's gpu_samples.csv; None when nothing was sampled."""
+    samples = gpu_sampler.read_samples(Path(job_dir) / layout.GPU_SAMPLES)
+    if not samples:
+        return None
+    times = sorted({s["t_s"] for s in samples})
+    kept = set(times[::max(1, -(-len(samples) // MAX_GPU_SAMPLES))])  # whole sampling times, every GPU's row
+    return {"columns": list(gpu_sampler.COLUMNS), "query": list(gpu_sampler.QUERY),
+            "samples": [[s[c] for c in gpu_sampler.COLUMNS] for s in samples if s["t_s"] in kept],
+            "summary": gpu_sampler.summary(samples)}
+
+
+def gpu_summary(record: dict | None) -> dict:
+    """The GPU summary of a compute record ({} when the job recorded none)."""
+    gpu = (record or {}).get("gpu")
+    return dict(gpu.get("summary") or {}) if isinstance(gpu, dict) else {}
+
+
+def read_gpu_summary(exp_dir: str | Path, job: JobSpec) -> dict:
+    """The GPU summary in a finished job's compute.json ({} when absent)."""
+    record = read_json(compute_path(exp_dir, job), None)
+    return gpu_summary(record if isinstance(record, dict) else None)
+
+
 def write_compute(exp_dir: str | Path, job: JobSpec, js: dict, output_dir: str | Path | None = None) -> Path:
-    return write_json(compute_path(exp_dir, job), compute_record(job, js, output_dir))
+    path = compute_path(exp_dir, job)
+    record = compute_record(job, js, output_dir)
+    gpu = gpu_record(path.parent)
+    if gpu:
+        record["gpu"] = gpu
+    return write_json(path, record)

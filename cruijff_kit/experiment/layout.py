@@ -22,6 +22,7 @@ column; functions take that directory and return a Path.
         finetune.slurm           FINETUNE_SCRIPT                the training job script (RUN_FILES: these three)
         compute.json             COMPUTE, compute_file()        what the job cost (also in every eval cell dir)
         provenance.json          PROVENANCE, provenance_file()  what the job was made from (also in every cell dir)
+        gpu_samples.csv          GPU_SAMPLES                    nvidia-smi samples of a GPU job (also in cell dirs)
         eval/                    EVAL_DIR
           {task}[_epoch{N}]/     cell_dirname(), cell_relpath(), cell_dir()   one eval cell
             eval_config.yaml     EVAL_CONFIG
@@ -63,6 +64,7 @@ FINETUNE_SCRIPT = "finetune.slurm"
 RUN_FILES = (SETUP_FINETUNE, FINETUNE_CONFIG, FINETUNE_SCRIPT)  # what the torchtune worker writes per run
 COMPUTE = "compute.json"
 PROVENANCE = "provenance.json"  # written by tools/provenance.py from the job script, next to compute.json
+GPU_SAMPLES = "gpu_samples.csv"  # written by tools/gpu_sampler.py on a GPU job; compute.json summarises it
 EVAL_DIR = "eval"
 EVAL_CONFIG = "eval_config.yaml"
 EVAL_SCRIPT = "inspect.slurm"

@@ -45,6 +45,7 @@ def collect(engine, *, refresh: bool = True) -> dict:
     from cruijff_kit.run.executors import needs_runner
     from cruijff_kit.run.executors.base import log_tail
     from cruijff_kit.run.gates import gate_rows
+    from cruijff_kit.compute.records import read_gpu_summary
     from cruijff_kit.run.state import FAILED, RUNNING, STATES, TERMINAL, new_job, runner_alive, seconds_between
 
     st = refreshed(engine) if refresh else engine.store.read()
@@ -64,7 +65,8 @@ def collect(engine, *, refresh: bool = True) -> dict:
         jobs.append({"id": job_id, "kind": job.kind, "run": job.run, "stage": engine.job_stage.get(job_id) or None,
                      "task": job.task or None, "epoch": job.epoch,
                      "after": list(job.after), "script": job.script, **js,
-                     "runner_gone": orphan})
+                     "runner_gone": orphan,
+                     "gpu": read_gpu_summary(engine.exp_dir, job) or None if js["state"] in TERMINAL else None})
     counts = Counter(j["state"] for j in jobs)
     return {"experiment": engine.experiment, "dir": str(engine.exp_dir), "updated": st.get("updated"),
             "runner": dict(runner, alive=alive) if runner else None,
@@ -72,6 +74,16 @@ def collect(engine, *, refresh: bool = True) -> dict:
             "jobs": jobs, "gates": [{"stage": g["stage"], "outcome": g["outcome"], "text": g["text"],
                                      **(g["record"] or {})} for g in gate_rows(engine.plan, st)],
             "cost": engine.cost(st)}
+
+
+def gpu_note(summary: dict) -> str:
+    """`GPU peak 12.3 GiB, util 87%` from a compute record's GPU summary (nvidia-smi samples)."""
+    parts = []
+    if summary.get("peak_memory_mib") is not None:
+        parts.append(f"peak {summary['peak_memory_mib'] / 1024:.1f} GiB")
+    if summary.get("mean_utilization_pct") is not None:
+        parts.append(f"util {summary['mean_utilization_pct']:.0f}%")
+    return f"GPU {', '.join(parts)}" if parts else ""
 
 
 def format_text(data: dict) -> str:
@@ -95,6 +107,8 @@ def format_text(data: dict) -> str:
             note = note or "queued"
         if (j.get("attempts") or 0) > 1:
             note = f"{note + '; ' if note else ''}attempt {j['attempts']}"
+        if j.get("gpu"):
+            note = f"{note + '; ' if note else ''}{gpu_note(j['gpu'])}"
         lines.append(f"{j['id'].ljust(width)}  {j['state']:<10} {str(j.get('native_id') or '-'):<10} "
                      f"{fmt_time(j.get('started')):<19}  {fmt_seconds(j.get('elapsed_s')):>8}  {note}".rstrip())
     if data.get("gates"):

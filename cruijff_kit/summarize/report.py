@@ -101,7 +101,9 @@ def cost_table(c: Collected) -> dict | None:
     if not cost:
         return None
     money = bool(cost.get("hourly_cost"))
-    header = ["Stage", "Estimated GPU-hours", "Actual GPU-hours"] + (["Estimated cost", "Actual cost"] if money else [])
+    measured = any("gpu_peak_memory_mib" in r or "gpu_mean_utilization_pct" in r for r in cost["stages"])
+    header = (["Stage", "Estimated GPU-hours", "Actual GPU-hours"] + (["Estimated cost", "Actual cost"] if money else [])
+              + (["GPU peak memory (GiB)", "GPU utilization"] if measured else []))
 
     def hours(v):
         return "-" if v is None else f"{v:.3f}"
@@ -114,6 +116,9 @@ def cost_table(c: Collected) -> dict | None:
         row = [md(r["stage"]), hours(r["estimated_gpu_hours"]), hours(r["actual_gpu_hours"])]
         if money:
             row += [dollars(r["estimated_cost"]), dollars(r["actual_cost"])]
+        if measured:  # nvidia-smi samples of the stage's jobs (compute.json), where there were any
+            peak, util = r.get("gpu_peak_memory_mib"), r.get("gpu_mean_utilization_pct")
+            row += ["-" if peak is None else f"{peak / 1024:.1f}", "-" if util is None else f"{util:.0f}%"]
         body.append(row)
     note = cost.get("note") or ("" if money else "No `gpu hourly cost` in claude.local.md: GPU-hours only.")
     return {"header": header, "rows": body, "note": note}

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from cruijff_kit.experiment import layout
-from cruijff_kit.tools.inspect import adapter, prompt_format
+from cruijff_kit.tools.inspect import adapter, placement, prompt_format
 from cruijff_kit.tools.inspect.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from cruijff_kit.tools.inspect.prompt_format import RAW_TEMPLATE  # noqa: F401  (tools/prefs imports it from here)
 
@@ -342,6 +342,13 @@ def run(config: dict) -> int:
         say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
     margs = model_args(config, model_dir, tokenizer_dir, adapter_dir)
     check_device(device)
+    if config.get("device_map"):
+        margs.update(placement.load_args(device, config["device_map"], placement.visible_gpu_memory()))
+        if margs["device"] != device:
+            say(f"model spread over {len(margs['max_memory'])} GPUs (device_map {margs['device']})")
+        else:
+            say(f"warning: device_map {config['device_map']} asked for, but this job sees fewer than 2 GPUs; "
+                f"loading onto {device}")
     from inspect_ai import eval as inspect_eval
 
     from cruijff_kit.tools.inspect.provider import register

@@ -23,10 +23,11 @@ from cruijff_kit.experiment.model import Cell, Experiment, Run, Task
 from cruijff_kit.experiment.resolve import TEXT_COMPLETION, resolve_run
 from cruijff_kit.experiment.runtypes import BASE_MODEL, GIVEN_CHECKPOINT
 from cruijff_kit.experiment.jobs import JobSpec
-from cruijff_kit.jobscript import job_environment, job_overrides, resources
+from cruijff_kit.jobscript import job_environment, job_overrides, resources, vram_problem
 from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
+from cruijff_kit.tools.inspect.placement import SPREAD, wants_spread  # pure: the job applies it
 from cruijff_kit.workers.inspect.taskscan import parse_script, task_problem
 
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
@@ -227,7 +228,12 @@ def check(exp: Experiment, settings: Settings, problems: ProblemList) -> None:
             problems.error(f"runs[{i}].checkpoint_path", f"checkpoint not found: {run.checkpoint_path}",
                            "point checkpoint_path at an existing model or adapter directory")
         if not run.trains and run.name in evaluated:
-            if run.controls.device == "cuda" and not int(cell_resources(exp, settings, run).get("gpus") or 0):
+            res = cell_resources(exp, settings, run)
+            spec = resolve_run(exp, run, settings).spec
+            if spec is not None:
+                vram_problem(problems, settings, spec, res, job_overrides(run, "eval", exp.evaluation.compute),
+                             f"runs[{i}]")
+            if run.controls.device == "cuda" and not int(res.get("gpus") or 0):
                 problems.error(f"runs[{i}].parameters.device" if "device" in run.parameters else "controls.device",
                                f"run {run.name} evaluates on cuda but its eval jobs request no GPU",
                                "use device: cpu, or request GPUs (slurm_overrides.gpus / Default GPUs in "
@@ -302,7 +308,8 @@ def cell_resources(exp: Experiment, settings: Settings, run: Run) -> dict:
     overrides = job_overrides(run, "eval", exp.evaluation.compute)
     if run.controls.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
-    return resources(settings, overrides, dict(spec.resources) if spec is not None else {})
+    return resources(settings, overrides, dict(spec.resources) if spec is not None else {},
+                     vram_gb=spec.min_gpu_vram_gb if spec is not None else 0)
 
 
 def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
@@ -319,6 +326,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
     if ev.max_connections:
         generation["max_connections"] = ev.max_connections
     model = cell_model(exp, settings, run, cell)
+    gpus = int(cell_resources(exp, settings, run).get("gpus") or 0)
     return {
         "experiment": exp.name, "run": run.name, "run_type": run.type, "task": task.name,
         "epoch": cell.epoch, "cell": cell.dirname, "job_id": job_id(cell),
@@ -332,6 +340,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
         "generation": generation, "limit": ev.limit, "scorers": task_scorers(exp, task),
         "vis_label": vis_label(cell), "log_dir": str(cell_dir / layout.LOGS),
         "device": run.controls.device, "dtype": run.controls.dtype, "source": source_of(exp),
+        "gpus": gpus, "device_map": SPREAD if wants_spread(run.controls.device, gpus) else None,
     }
 
 

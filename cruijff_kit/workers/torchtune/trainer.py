@@ -51,7 +51,7 @@ from cruijff_kit.experiment.jobs import JobSpec
 from cruijff_kit.experiment.resolve import CHAT_COMPLETION, TEXT_COMPLETION, resolve_run
 from cruijff_kit.experiment.runtypes import DPO
 from cruijff_kit.jobscript import (
-    SBATCH_KEYS, job_environment, job_overrides, resources, sbatch_value_problem, unsafe_path,
+    SBATCH_KEYS, job_environment, job_overrides, resources, sbatch_value_problem, unsafe_path, vram_problem,
 )
 from cruijff_kit.models import registry
 from cruijff_kit.render import render as render_template
@@ -204,7 +204,8 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     overrides = job_overrides(run, "train")
     if c.device != "cuda" and "gpus" not in overrides:
         overrides["gpus"] = 0
-    res = resources(settings, overrides, defaults)
+    res = resources(settings, overrides, defaults, vram_gb=spec.min_gpu_vram_gb)
+    vram_problem(problems, settings, spec, res, overrides, at)
     if run.trains:  # the estimate's --time (and --mem, from a prior run) unless the design overrides them
         estimate, prior = scaffold_estimate(exp, run, settings)
         if "time" not in overrides:
