@@ -6,8 +6,8 @@ For every eval cell of a scaffolded experiment: one sample (the first record of 
 training tokenizes it (torchtune tokenizer + our dataset builder, with the loss mask: tokens in the loss
 are marked `+`) and as the eval renders its prompt (the format run_cell hands inspect-ai), side by side,
 decoded with special tokens visible, and `identical: true|false`. A fine-tuned cell is compared with its
-run's finetune.yaml (tokenizer, prompt, system prompt, dataset type); a control or eval-only cell with the
-format training would use for its model. It also checks that the end token training puts in the loss is a
+run's finetune.yaml (tokenizer, prompt, system prompt, assistant prefix, dataset type); a control or
+eval-only cell with the format training would use for its model. It also checks that the end token training puts in the loss is a
 stop token at eval. Exit 1 on any mismatch; cells whose tokenizer files do not exist yet are skipped.
 
   --json   {"cells": [{"cell": ..., "identical": ..., "first_difference": ..., ...}]}
@@ -72,12 +72,15 @@ def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list
                 "source": args["data_path"], "split": args.get("split") or "validation",
                 "dataset_type": eval_type, "prompt": args.get("prompt"), "system_prompt": args.get("system_prompt"),
                 "train_on_input": False, "torchtune_tokenizer": None, "eval_dataset_type": eval_type,
-                "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt")}
+                "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt"),
+                "assistant_prefix": config.get("assistant_prefix") or "",
+                "eval_assistant_prefix": config.get("assistant_prefix") or ""}
         finetune = _yaml(path.parents[2] / layout.FINETUNE_CONFIG)
         if finetune:
             ds, tok = finetune.get("dataset") or {}, dict(finetune.get("tokenizer") or {})
             spec.update(dataset_type=ds.get("dataset_type", eval_type), prompt=ds.get("prompt"),
-                        system_prompt=ds.get("system_prompt"), train_on_input=ds.get("train_on_input", False))
+                        system_prompt=ds.get("system_prompt"), train_on_input=ds.get("train_on_input", False),
+                        assistant_prefix=ds.get("assistant_prefix") or "")
             if tok.get("_component_") and not any("${" in str(v) for v in tok.values()):
                 spec["torchtune_tokenizer"] = tok
         specs.append(spec)
