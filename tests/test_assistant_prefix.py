@@ -5,6 +5,8 @@ unless the task is a prompt sweep, bad values are one-line errors, the eval temp
 tests/test_parity.py (slow)."""
 from __future__ import annotations
 
+import json
+
 import jinja2
 import pytest
 import yaml
@@ -122,3 +124,22 @@ def test_migrate_names_tasks_with_different_prefixes(tmp_path, scratch, capsys):
     result = ck(capsys, "migrate", str(path))
     assert "the tasks do not all share one prefix" in result.stdout + result.stderr
     assert "added controls.assistant_prefix" not in result.stdout
+
+
+@pytest.mark.parametrize("marker,header", [("<|im_start|>", "<|im_start|>assistant\n"),
+                                           ("<|start_header_id|>", "<|end_header_id|>\n\n")])
+def test_run_cell_hands_the_provider_a_template_ending_with_the_prefix(tmp_path, marker, header):
+    """run_cell reads assistant_prefix from eval_config.yaml into the hf provider's chat_template."""
+    from cruijff_kit.tools.inspect.run_cell import CellError, model_args
+
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer_config.json").write_text(
+        json.dumps({"added_tokens_decoder": {"7": {"content": marker}}, "chat_template": "x"}))
+    config = {"dataset_type": "chat_completion", "assistant_prefix": "Answer:"}
+    args = model_args(config, tok, tok)
+    text = _render(args["chat_template"], [{"role": "user", "content": "1,2"}])
+    assert text.endswith(header + "Answer:"), text
+    (tok / "tokenizer_config.json").write_text('{"chat_template": "x"}')  # a family torchtune formats otherwise
+    with pytest.raises(CellError, match="assistant_prefix needs a llama3 or qwen2_5 tokenizer"):
+        model_args(config, tok, tok)
