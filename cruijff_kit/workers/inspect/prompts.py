@@ -72,17 +72,18 @@ def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list
                 "source": args["data_path"], "split": args.get("split") or "validation",
                 "dataset_type": eval_type, "prompt": args.get("prompt"), "system_prompt": args.get("system_prompt"),
                 "train_on_input": False, "torchtune_tokenizer": None, "eval_dataset_type": eval_type,
-                "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt"),
-                "assistant_prefix": config.get("assistant_prefix") or "",
-                "eval_assistant_prefix": config.get("assistant_prefix") or ""}
+                "eval_prompt": args.get("prompt"), "eval_system_prompt": args.get("system_prompt")}
         finetune = _yaml(path.parents[2] / layout.FINETUNE_CONFIG)
         if finetune:
             ds, tok = finetune.get("dataset") or {}, dict(finetune.get("tokenizer") or {})
             spec.update(dataset_type=ds.get("dataset_type", eval_type), prompt=ds.get("prompt"),
-                        system_prompt=ds.get("system_prompt"), train_on_input=ds.get("train_on_input", False),
-                        assistant_prefix=ds.get("assistant_prefix") or "")
+                        system_prompt=ds.get("system_prompt"), train_on_input=ds.get("train_on_input", False))
             if tok.get("_component_") and not any("${" in str(v) for v in tok.values()):
                 spec["torchtune_tokenizer"] = tok
+        # the text the assistant turn starts with: training's from finetune.yaml, else the cell's own
+        prefix = config.get("assistant_prefix") or ""
+        spec.update(assistant_prefix=((finetune.get("dataset") or {}).get("assistant_prefix") or "") if finetune
+                    else prefix, eval_assistant_prefix=prefix)
         specs.append(spec)
     return specs, skipped
 
