@@ -36,11 +36,10 @@ METADATA = {
 }
 # Not walked here: they need another base design (DPO data, preference generation, stages, chained runs,
 # eval-only checkpoints, explicit model components); tests/test_dpo.py, test_prefs.py, test_gates.py and
-# test_scaffold.py render them. runs[].parameters.* go through the same code as controls.*; assistant_prefix
-# is refused (test_compat_schema.py).
+# test_scaffold.py render them. runs[].parameters.* go through the same code as controls.*.
 ELSEWHERE = ("data.preference", "data.training.generate", "stages[]", "runs[].parameters.", "runs[].stage",
              "runs[].base_run", "runs[].base_epoch", "runs[].checkpoint_path", "controls.dpo_beta",
-             "evaluation.tasks[].assistant_prefix", "models.base[].component", "models.base[].registry")
+             "models.base[].component", "models.base[].registry")
 
 
 def _resolve(node):
@@ -125,6 +124,9 @@ SPECIAL = {
     "evaluation.tasks[].prompt": (_control_only, lambda d: d["evaluation"]["tasks"][0].update(prompt="Q {input}")),
     "evaluation.tasks[].system_prompt": (_control_only,
                                          lambda d: d["evaluation"]["tasks"][0].update(system_prompt="Other.")),
+    "evaluation.tasks[].assistant_prefix": (_control_only,
+                                            lambda d: d["evaluation"]["tasks"][0].update(assistant_prefix="A:")),
+    "controls.assistant_prefix": lambda d: d["controls"].update(assistant_prefix="Answer:"),
     "evaluation.tasks[].scorers": lambda d: d["evaluation"]["tasks"][0].update(scorers=["includes"]),
     "evaluation.matrix[].run": lambda d: d["evaluation"]["matrix"].__setitem__(
         1, {"run": "qwen_base_r8", "tasks": ["next_value"], "epochs": [0]}),

@@ -187,9 +187,10 @@ def test_inline_entries_are_named_not_half_deleted(tmp_path, capsys):
     assert result.returncode == 0
     assert "line 1: seed (the training seed lives in controls.seed) is written inline; remove it by hand" in result.stdout
     assert "experiment.seed 3 differs from controls.seed 5, which is kept" in result.stdout
-    assert "line 6: assistant_prefix" in result.stdout
-    data = yaml.safe_load(path.read_text())  # still parses; only the safe edit was made
+    assert "added controls.assistant_prefix" in result.stdout
+    data = yaml.safe_load(path.read_text())  # still parses; only the safe edits were made
     assert data["experiment"]["dir"] == "d" and data["evaluation"]["tasks"][0]["name"] == "t"
+    assert data["controls"] == {"seed": 5, "assistant_prefix": "A:"}  # training uses the tasks' prefix too
 
 
 def test_block_values_are_removed_without_their_next_sibling(tmp_path, capsys):
@@ -203,4 +204,4 @@ def test_block_values_are_removed_without_their_next_sibling(tmp_path, capsys):
     assert data["data"] == {"training": {"path": "d.json", "dataset_label": "d"}}
     assert data["output"] == {"wandb_project": "p"}
     assert data["evaluation"] == {"scorers": [{"name": "match"}, {"name": "includes"}],
-                                  "tasks": [{"name": "t", "script": "s.py"}]}
+                                  "tasks": [{"name": "t", "assistant_prefix": "A:", "script": "s.py"}]}

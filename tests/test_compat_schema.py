@@ -1,6 +1,6 @@
 """Item 4 of [compat]: upstream's schema keys do something or are refused with a migration hint.
 runs[].compute and evaluation.compute size the jobs; evaluation.system_prompt, runs[].parameters.checkpoint_path
-and evaluation.max_connections are honoured; assistant_prefix is refused with a way out; "did you mean"
+and evaluation.max_connections are honoured (assistant_prefix: tests/test_assistant_prefix.py); "did you mean"
 hints no longer send project_dir to objective."""
 from __future__ import annotations
 
@@ -111,15 +111,6 @@ def test_parameters_checkpoint_path_is_an_eval_only_checkpoint(tmp_path, scratch
     exp = _scaffold(tmp_path, design)
     config = yaml.safe_load(next((exp / "outside" / "eval").rglob("eval_config.yaml")).read_text())
     assert config["model_path"] == str(ckpt)
-
-
-def test_assistant_prefix_is_refused_with_a_way_out(tmp_path, scratch, capsys):
-    design = small_design(tmp_path)
-    design["evaluation"]["tasks"][0]["assistant_prefix"] = "Answer:"
-    result = ck(capsys, "validate", str(write_design(tmp_path, design)))
-    assert result.returncode == 2
-    assert "evaluation.tasks[0].assistant_prefix: an assistant prefix" in result.stderr
-    assert "end the prompt template with it" in result.stderr
 
 
 def test_experiment_type_is_optional(tmp_path, scratch, capsys):

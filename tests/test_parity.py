@@ -52,9 +52,11 @@ def models(tmp_path_factory) -> dict:
     return {f: make_tiny(root / f, family=f) for f in ("default", *HAZARD_FAMILIES)}
 
 
-def _scaffold(root: Path, family: str, model_dir: Path, env: dict, *, system_prompt: str = "") -> Path:
+def _scaffold(root: Path, family: str, model_dir: Path, env: dict, *, system_prompt: str = "",
+              assistant_prefix: str = "") -> Path:
     key = "tiny-llama" if family == "default" else f"tiny-{family}"
-    controls = {"epochs": 1, "max_seq_len": 64, "system_prompt": system_prompt, "prompt": "Continue: {input}"}
+    controls = {"epochs": 1, "max_seq_len": 64, "system_prompt": system_prompt, "prompt": "Continue: {input}",
+                **({"assistant_prefix": assistant_prefix} if assistant_prefix else {})}
     path = design(root, models=[{"name": key, "path": str(model_dir)}], controls=controls,
                   runs=[{"name": "ft", "type": "fine-tuned", "model": key},
                         {"name": "base", "type": "control", "model": key},
@@ -68,12 +70,16 @@ def _scaffold(root: Path, family: str, model_dir: Path, env: dict, *, system_pro
 
 
 # --------------------------------------------------------------------------- 1 + 2: prompt parity
-@pytest.mark.parametrize("family,system_prompt",
-                         [(f, "") for f in ("default", *HAZARD_FAMILIES)]
-                         + [("llama3_2_instruct", "Answer with one number."),
-                            ("qwen2_5_instruct", "Answer with one number.")])
-def test_prompts_identical_for_every_cell(family, system_prompt, models, env, tmp_path):
-    exp = _scaffold(tmp_path, family, models[family], env, system_prompt=system_prompt)
+@pytest.mark.parametrize("family,system_prompt,assistant_prefix",
+                         [(f, "", "") for f in ("default", *HAZARD_FAMILIES)]
+                         + [("llama3_2_instruct", "Answer with one number.", ""),
+                            ("qwen2_5_instruct", "Answer with one number.", ""),
+                            ("llama3_2_instruct", "Answer with one number.", "Answer:"),
+                            ("qwen2_5_instruct", "", " The answer is "),
+                            ("llama3_2_base", "", "Answer: ")])
+def test_prompts_identical_for_every_cell(family, system_prompt, assistant_prefix, models, env, tmp_path):
+    exp = _scaffold(tmp_path, family, models[family], env, system_prompt=system_prompt,
+                    assistant_prefix=assistant_prefix)
     proc = run_cli("prompts", str(exp), "--json", env=env)
     report = json.loads(proc.stdout)
     cells = {(c["run"], c["cell"]): c for c in report["cells"]}
@@ -86,6 +92,9 @@ def test_prompts_identical_for_every_cell(family, system_prompt, models, env, tm
         assert "Today Date" not in decoded and "You are Qwen" not in decoded
         if system_prompt:
             assert system_prompt in decoded
+        if assistant_prefix:  # the eval prompt ends with the prefix, as training's prompt does
+            expected = assistant_prefix.strip() if FAMILIES[family].instruct and "llama" in family else assistant_prefix
+            assert decoded.endswith(expected), (name, decoded[-40:])
     assert proc.returncode == 0
     text = run_cli("prompts", str(exp), "--cell", "const_epoch0", env=env)
     assert text.returncode == 0 and "identical: true" in text.stdout and "1/1 cells identical" in text.stdout

@@ -158,7 +158,9 @@ def test_summarize_end_to_end(experiment, capsys):
     assert "<svg" in html and "<script" not in html and "http://" not in html.replace(
         "http://www.w3.org/2000/svg", "")
     assert all(run in html for run in RUNS)
-    assert "inspect-viz" not in html and not (analysis / "scores_viz.html").exists()  # opt-in: --inspect-viz
+    assert "inspect-viz" not in html and not (analysis / "scores_inspect_viz.html").exists()  # opt-in
+    viz = (analysis / "scores_viz.html").read_text()  # offline interactive page, written by default
+    assert "cdn" not in viz and all(run in viz for run in RUNS)
 
     (entry,) = logbook.read(experiment / "summarize-experiment.log")
     assert entry.action == "SUMMARIZE" and "8/8 eval cells logged" in entry.result

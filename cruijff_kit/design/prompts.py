@@ -6,7 +6,7 @@
 EXPERIMENT_DIR: for every eval cell, one sample's training tokens (with the loss mask) and eval prompt
 tokens side by side, decoded with special tokens visible, `identical: true|false`, and whether the end
 token training puts in the loss stops generation; exit 1 on any mismatch (workers/inspect/prompts.py).
-DESIGN: the prompt template and system prompt every eval cell uses next to what its run trained on.
+DESIGN: the prompt template, system prompt and assistant prefix every eval cell uses next to what its run trained on.
 Differences are allowed only in tasks marked `prompt_sweep: true` (an eval prompt sweep); elsewhere
 `validate` refuses them."""
 from __future__ import annotations
@@ -24,7 +24,7 @@ def configure(parser) -> None:
 
 def rows(exp, settings) -> list[dict]:
     from cruijff_kit.experiment.resolve import resolve_run
-    from cruijff_kit.workers.inspect.evaluator import cell_prompts
+    from cruijff_kit.workers.inspect.evaluator import cell_prefix, cell_prompts
 
     out = []
     for cell in exp.cells():
@@ -32,10 +32,12 @@ def rows(exp, settings) -> list[dict]:
         kind = resolve_run(exp, run, settings).dataset_type
         prompt, system = cell_prompts(run, task, kind)
         trained = (run.controls.prompt, "" if kind == "text_completion" else run.controls.system_prompt)
+        prefix = cell_prefix(run, task)
         out.append({"cell": f"{cell.run}/{cell.dirname}", "task": task.name, "trains": run.trains,
-                    "prompt": prompt, "system_prompt": system, "training_prompt": trained[0],
-                    "training_system_prompt": trained[1], "sweep": task.prompt_sweep,
-                    "differs": run.trains and (prompt, system) != trained})
+                    "prompt": prompt, "system_prompt": system, "assistant_prefix": prefix,
+                    "training_prompt": trained[0], "training_system_prompt": trained[1],
+                    "training_assistant_prefix": run.controls.assistant_prefix, "sweep": task.prompt_sweep,
+                    "differs": run.trains and (prompt, system, prefix) != (*trained, run.controls.assistant_prefix)})
     return out
 
 
@@ -63,8 +65,12 @@ def main(args) -> int:
         print(f"{row['cell']}{mark}")
         print(f"  prompt:        {row['prompt']!r}")
         print(f"  system_prompt: {row['system_prompt']!r}")
+        if row["assistant_prefix"] or row["training_assistant_prefix"]:
+            print(f"  assistant_prefix: {row['assistant_prefix']!r}")
         if row["differs"]:
-            print(f"  trained with:  {row['training_prompt']!r} / {row['training_system_prompt']!r}")
+            print(f"  trained with:  {row['training_prompt']!r} / {row['training_system_prompt']!r}"
+                  + (f" / {row['training_assistant_prefix']!r}" if row["training_assistant_prefix"] or
+                     row["assistant_prefix"] else ""))
     return 0
 
 

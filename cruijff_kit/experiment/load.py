@@ -161,11 +161,6 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
         problems.error("evaluation.temperature", "temperature is only used when do_sample is true",
                        "set do_sample: true or remove temperature")
     for i, task in enumerate(evaluation.get("tasks", [])):
-        if "assistant_prefix" in task:
-            problems.error(f"evaluation.tasks[{i}].assistant_prefix", "an assistant prefix (a prefilled start of "
-                           "the answer) is not supported at eval yet, and training never saw it",
-                           "remove it; for text_completion end the prompt template with it instead "
-                           "(prompt: \"...{input}\\nAnswer:\")")
         if "prompt" in task and "{input}" not in str(task["prompt"]):
             problems.error(f"evaluation.tasks[{i}].prompt", "the prompt template has no {input} placeholder",
                            "add {input}")
@@ -258,7 +253,7 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         dataset=_path(t["dataset"], base, settings) if t.get("dataset") else None,
         split=t.get("split", ""), description=t.get("description", ""),
         prompt=t.get("prompt"), system_prompt=t.get("system_prompt", ev.get("system_prompt")),
-        scorers=tuple(t.get("scorers", ())), prompt_sweep=bool(t.get("prompt_sweep", False)))
+        assistant_prefix=t.get("assistant_prefix"), scorers=tuple(t.get("scorers", ())), prompt_sweep=bool(t.get("prompt_sweep", False)))
         for t in ev.get("tasks", []))
     evaluation = Evaluation(
         scorers=tuple({**sc, "params": sc.get("params") or {}} for sc in ev.get("scorers", ())),  # `- name: x` alone

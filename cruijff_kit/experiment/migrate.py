@@ -132,6 +132,45 @@ def _indent(node) -> str:
     return " " * node.start_mark.column
 
 
+def _add_control(m: Migration, controls, entry: str, what: str, why: str) -> None:
+    """Add `entry` ("key: value") to the design's existing controls block (block or flow style)."""
+    block = controls[1]
+    if block.tag.endswith(":map") and block.value and not block.flow_style:
+        at = _end(block, m.lines)
+        m.replace(at, at, [f"{_indent(block.value[0][0])}{entry}\n"], what, why)
+    else:
+        line = controls[0].start_mark.line
+        m.replace(line, _end(block, m.lines), [f"controls:\n  {entry}\n"] if not block.value else
+                  [f"controls: {{{_flow_body(m, block)}, {entry}}}\n"], what, why)
+
+
+def _source(m: Migration, node) -> str:
+    """A one-line scalar as written (its quotes kept)."""
+    return m.lines[node.start_mark.line][node.start_mark.column:node.end_mark.column]
+
+
+def _migrate_prefixes(m: Migration, root, tasks: list) -> None:
+    """Upstream sets assistant_prefix per task; here training starts the assistant turn with it too
+    (controls.assistant_prefix), so the eval prompt stays the one the model learned from."""
+    found = [(i, _child(t, "assistant_prefix")) for i, t in enumerate(tasks)]
+    prefixes = [(i, p[1]) for i, p in found if p]
+    controls = _child(root, "controls")
+    if not prefixes or (controls and _child(controls[1], "assistant_prefix")):
+        return
+    values = {node.value for _, node in prefixes}
+    node = prefixes[0][1]
+    if len(values) > 1 or len(prefixes) < len(tasks) or node.start_mark.line != node.end_mark.line:
+        m.cannot.append("evaluation.tasks[].assistant_prefix: the tasks do not all share one prefix, and a run "
+                        "trains with one: set controls.assistant_prefix (or a run's parameters.assistant_prefix) "
+                        "and mark the tasks that differ prompt_sweep: true")
+    elif controls is None:
+        m.cannot.append(f"evaluation.tasks[].assistant_prefix {node.value!r}: no controls block to put it in; add "
+                        f"`assistant_prefix: {_source(m, node)}` under controls so training uses it too")
+    else:
+        _add_control(m, controls, f"assistant_prefix: {_source(m, node)}", "added controls.assistant_prefix",
+                     "the tasks' assistant prefix; training now starts the assistant turn with it too")
+
+
 # -- experiment_summary.yaml ---------------------------------------------------------------------------
 def migrate_design(m: Migration, root) -> None:
     exp = _child(root, "experiment")
@@ -153,17 +192,7 @@ def migrate_design(m: Migration, root) -> None:
             m.cannot.append(f"experiment.seed {v.value}: no controls block to put it in; add `seed: {v.value}` "
                             "under controls")
         elif _child(controls[1], "seed") is None:
-            block = controls[1]
-            if block.tag.endswith(":map") and block.value and not block.flow_style:
-                indent = _indent(block.value[0][0])
-                at = _end(block, m.lines)
-                m.replace(at, at, [f"{indent}seed: {v.value}\n"], "added controls.seed",
-                          "moved from experiment.seed")
-            else:
-                line = controls[0].start_mark.line
-                m.replace(line, _end(block, m.lines), [f"controls:\n  seed: {v.value}\n"] if not block.value else
-                          [f"controls: {{{_flow_body(m, block)}, seed: {v.value}}}\n"],
-                          "added controls.seed", "moved from experiment.seed")
+            _add_control(m, controls, f"seed: {v.value}", "added controls.seed", "moved from experiment.seed")
     output = _child(root, "output")
     if output:
         for key, derived in (("base_directory", "{scratch}/ck-outputs/{experiment}"),
@@ -199,12 +228,9 @@ def migrate_design(m: Migration, root) -> None:
     if evaluation:
         _migrate_scorer(m, evaluation[1])
         tasks = _child(evaluation[1], "tasks")
-        for i, task in enumerate(tasks[1].value if tasks and tasks[1].tag.endswith(":seq") else []):
-            prefix = _child(task, "assistant_prefix")
-            if prefix:
-                _remove(m, *prefix, "assistant prefixes are not supported at eval yet")
-                m.cannot.append(f"evaluation.tasks[{i}].assistant_prefix {prefix[1].value!r}: not supported; "
-                                "for text_completion end the prompt template with it")
+        task_nodes = tasks[1].value if tasks and tasks[1].tag.endswith(":seq") else []
+        _migrate_prefixes(m, root, task_nodes)
+        for i, task in enumerate(task_nodes):
             _task_function(m, task, i)
     for i, run in enumerate(_seq(_child(root, "runs"))):
         params = _child(run, "parameters")

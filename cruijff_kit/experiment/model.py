@@ -22,6 +22,7 @@ class Controls:
 
     system_prompt: str = ""
     prompt: str = "{input}"
+    assistant_prefix: str = ""  # the assistant turn starts with it, in training and at eval
     dataset_type: str = "chat_completion"
     epochs: int = 1
     batch_size: int = 4
@@ -128,6 +129,7 @@ class Task:
     description: str = ""
     prompt: str | None = None
     system_prompt: str | None = None
+    assistant_prefix: str | None = None  # None: the run's controls.assistant_prefix
     scorers: tuple = ()
     prompt_sweep: bool = False  # eval prompts may differ from training (warned, shown by `cruijff-kit prompts`)
 

@@ -9,7 +9,8 @@ every eval cell's inspect-ai log ({run}/eval/{cell}/logs/*.eval), then writes un
   summary.md                   the tables a researcher pastes into a paper, flags, figures
   scores.html                  offline, self-contained score charts and tables
   loss_*.png, scores_*.png     loss curves per variable level, score bars per task (1200 x 800 px)
-  scores_viz.html              only with --inspect-viz: the comparison with inspect-viz (needs internet:
+  scores_viz.html              the comparison as an interactive chart (value on hover), offline, self-contained
+  scores_inspect_viz.html      only with --inspect-viz: the same chart built by inspect-viz (needs internet:
                                its widget loads DuckDB-WASM and Mosaic from a CDN; blank offline)
   comparisons.csv, comparisons_<task>.png   paired comparisons (fine-tuned vs control, between the levels of
                                each variable): bootstrap 95% CI of the difference, McNemar / bootstrap p,
@@ -33,9 +34,9 @@ def configure(parser) -> None:
                         help="the experiment directory (holding experiment_summary.yaml)")
     parser.add_argument("--dry-run", action="store_true",
                         help="collect and print the findings and the files that would be written; write nothing")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG and inspect-viz figures")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures and the interactive pages")
     parser.add_argument("--inspect-viz", action="store_true",
-                        help="also write scores_viz.html with inspect-viz (needs internet when opened)")
+                        help="also write scores_inspect_viz.html with inspect-viz (needs internet when opened)")
     parser.add_argument("--saturation", type=float, default=None, metavar="X",
                         help="flag accuracy >= X as saturated (default 0.95)")
     parser.add_argument("--overfit-margin", type=float, default=None, metavar="R",

@@ -5,13 +5,9 @@
   one per scenario pp/pu/up/uu, each showing both train_on_input modes); one `loss_all.png` otherwise.
 * `scores_<task>.png`: a bar per (run, epoch) cell and score metric, stderr as error bars, the
   saturation threshold as a dotted line.
-* `scores_viz.html` (only with `summarize --inspect-viz`): the same comparison with inspect-viz. Its page
-  embeds the data and the widget, but the widget loads DuckDB-WASM (a ~35 MB WebAssembly build, run in a
-  Worker) and Mosaic from cdn.jsdelivr.net when opened, so it is blank without internet; browsers also
-  refuse Workers and wasm fetches from file:// pages, so shipping those files beside the page would not
-  help. It is therefore opt-in; `scores.html` (report.py) is the offline, self-contained page.
+* `scores_viz.html` (and, with `summarize --inspect-viz`, `scores_inspect_viz.html`): see viz.py.
 
-matplotlib (Agg) and inspect-viz are imported inside the functions that use them.
+matplotlib (Agg) is imported inside the functions that use it.
 """
 from __future__ import annotations
 
@@ -96,9 +92,9 @@ def planned(collected, *, inspect_viz: bool = False) -> list[str]:
 
     names = [g[0] for g in loss_groups(collected)] + [g[0] for g in score_groups(collected)]
     names += statplots.planned(collected)
-    if inspect_viz and score_groups(collected):
-        names.append("scores_viz.html")
-    return names
+    from cruijff_kit.summarize import viz
+
+    return names + viz.planned(collected, inspect_viz=inspect_viz)
 
 
 # -- matplotlib ------------------------------------------------------------------------------------
@@ -182,30 +178,9 @@ def score_figure(title: str, cells: list, metrics: list[str], path: Path, satura
         plt.close(fig)
 
 
-# -- inspect-viz -----------------------------------------------------------------------------------
-def viz_html(collected, path: Path) -> Path | None:
-    """scores_viz.html with inspect-viz (bars per cell, one panel per task and metric); None if unavailable."""
-    try:
-        import pandas as pd
-        from inspect_viz import Data
-        from inspect_viz.mark import bar_y
-        from inspect_viz.plot import plot, to_html
-    except ImportError:
-        return None
-    records = [{"task": c.task, "cell": cell_label(c), "metric": metric_label(m), "score": c.metrics[m]}
-               for _, _, cells, metrics in score_groups(collected) for c in cells for m in metrics if m in c.metrics]
-    if not records:
-        return None
-    data = Data.from_dataframe(pd.DataFrame.from_records(records))
-    component = plot(bar_y(data, x="cell", y="score", fill="metric", fx="metric", fy="task", tip=True),
-                     title=f"{collected.exp.name}: eval scores", width=WIDTH_PX, height=HEIGHT_PX,
-                     x_tick_rotate=-30, y_domain=[0, 1] if max(r["score"] for r in records) <= 1 else None)
-    return atomic_write(path, to_html(component))
-
-
 def write_figures(collected, out_dir: Path, *, saturation: float, progress=print,
                   inspect_viz: bool = False) -> list[Path]:
-    """Every PNG (and the inspect-viz HTML) under out_dir; returns the paths written."""
+    """Every PNG and interactive page under out_dir; returns the paths written."""
     written = []
     losses, scores = loss_groups(collected), score_groups(collected)
     if losses or scores:
@@ -217,8 +192,6 @@ def write_figures(collected, out_dir: Path, *, saturation: float, progress=print
     from cruijff_kit.summarize import statplots
 
     written += statplots.write(collected, out_dir)
-    if scores and inspect_viz:  # opt-in: the widget needs internet (see the module docstring)
-        html = viz_html(collected, out_dir / "scores_viz.html")
-        if html:
-            written.append(html)
-    return written
+    from cruijff_kit.summarize import viz
+
+    return written + viz.write(collected, out_dir, inspect_viz=inspect_viz)

@@ -148,6 +148,10 @@ def figure_links(figures: list[Path], base: Path) -> list[dict]:
     return out
 
 
+HTML_NOTES = {"scores_viz.html": "interactive score chart (value on hover), self-contained, works offline",
+              "scores_inspect_viz.html": "inspect-viz; needs internet (its widget loads from cdn.jsdelivr.net)"}
+
+
 def context(c: Collected, figures: list[Path], base: Path) -> dict:
     """What summary.md and the results block share; figure paths relative to `base`."""
     n_logs = sum(1 for x in c.cells if x.log)
@@ -159,7 +163,7 @@ def context(c: Collected, figures: list[Path], base: Path) -> dict:
             "n_cells": len(c.cells), "n_logs": n_logs, "n_runs": len(c.runs),
             "html": [{"path": str((c.exp_dir / ANALYSIS / "scores.html").relative_to(base)),
                       "note": "score charts and tables, self-contained, works offline"}]
-            + [{"path": str(p.relative_to(base)), "note": "inspect-viz; needs internet (its widget loads from cdn.jsdelivr.net)"}
+            + [{"path": str(p.relative_to(base)), "note": HTML_NOTES.get(p.name, "")}
                for p in figures if p.suffix == ".html"]}
 
 

@@ -13,6 +13,11 @@ chosen by the family of the tokenizer (which decides torchtune's format):
   Qwen2_5Tokenizer), then ``<|im_start|>assistant\\n``.
 * text_completion: BOS (llama3 only, as ``encode(prompt, add_bos=True)``) + the prompt text; no system turn.
 
+An ``assistant_prefix`` (text the assistant turn starts with, e.g. ``Answer:``) ends the eval prompt exactly as
+training tokenizes it (datasets.py): chat_completion appends it after the assistant header (llama3: stripped,
+as torchtune's Llama3Tokenizer strips each content piece; qwen2_5: as written), text_completion after the
+prompt. The model then generates what follows it; the prefix is not part of the scored output.
+
 ``STOP_TOKENS``: every end token training can put in the loss is a stop token at eval (base Qwen2.5 stops
 only at ``<|endoftext|>`` by its generation_config, but torchtune trains it to end with ``<|im_end|>``).
 No heavy imports: tokenizer files are read as JSON.
@@ -31,20 +36,26 @@ _QWEN_TURN = "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] 
 _RAW_TURN = "{%- if message['role'] != 'system' %}{{- message['content'] }}{%- endif %}"
 
 
-def _template(prefix: str, turn: str, generation: str) -> str:
+def _template(prefix: str, turn: str, generation: str, assistant_prefix: str = "") -> str:
+    """Prompt start, each message, then (add_generation_prompt) the assistant header and the assistant prefix,
+    both as Jinja string literals (JSON escapes, ASCII only, which Jinja unescapes the same way)."""
+    tail = " + ".join(json.dumps(t, ensure_ascii=True) for t in (generation, assistant_prefix) if t)
     return (prefix + "{%- for message in messages %}" + turn + "{%- endfor %}"
-            + ("{%- if add_generation_prompt %}{{- '" + generation + "' }}{%- endif %}" if generation else ""))
+            + ("{%- if add_generation_prompt %}{{- " + tail + " }}{%- endif %}" if tail else ""))
 
 
-TEMPLATES = {
-    (LLAMA3, "chat_completion"): _template("{{- '<|begin_of_text|>' }}", _LLAMA3_TURN,
-                                           "<|start_header_id|>assistant<|end_header_id|>\\n\\n"),
-    (QWEN2_5, "chat_completion"): _template("", _QWEN_TURN, "<|im_start|>assistant\\n"),
-    (LLAMA3, "text_completion"): _template("{{- '<|begin_of_text|>' }}", _RAW_TURN, ""),
-    (QWEN2_5, "text_completion"): _template("", _RAW_TURN, ""),
+_LLAMA3_BOS = "{{- '<|begin_of_text|>' }}"
+# (family, dataset_type) -> (prompt start, message turn, assistant header)
+_PARTS = {
+    (LLAMA3, "chat_completion"): (_LLAMA3_BOS, _LLAMA3_TURN, "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    (QWEN2_5, "chat_completion"): ("", _QWEN_TURN, "<|im_start|>assistant\n"),
+    (LLAMA3, "text_completion"): (_LLAMA3_BOS, _RAW_TURN, ""),
+    (QWEN2_5, "text_completion"): ("", _RAW_TURN, ""),
 }
 # Unknown family, text_completion: BOS if the tokenizer has one, then the prompt (torchtune's encode).
-RAW_TEMPLATE = _template("{{- bos_token if bos_token else '' }}", _RAW_TURN, "")
+_RAW_PARTS = ("{{- bos_token if bos_token else '' }}", _RAW_TURN, "")
+TEMPLATES = {key: _template(*parts) for key, parts in _PARTS.items()}
+RAW_TEMPLATE = _template(*_RAW_PARTS)
 
 STOP_TOKENS = {
     LLAMA3: ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"),
@@ -83,11 +94,20 @@ def family(tokenizer_dir: str | Path) -> str | None:
     return None
 
 
-def eval_template(fam: str | None, dataset_type: str) -> str | None:
-    """The chat template that renders torchtune's prompt; None = the model's own (unknown family, chat)."""
-    if fam is None:
-        return RAW_TEMPLATE if dataset_type == "text_completion" else None
-    return TEMPLATES[(fam, dataset_type)]
+def eval_template(fam: str | None, dataset_type: str, assistant_prefix: str = "") -> str | None:
+    """The chat template that renders torchtune's prompt; None = the model's own (unknown family, chat).
+
+    Raises ValueError for an assistant prefix with a chat model of unknown family (its own template cannot
+    be made to end with the prefix the way training tokenizes it).
+    """
+    parts = _PARTS.get((fam, dataset_type)) or (_RAW_PARTS if dataset_type == "text_completion" else None)
+    if parts is None:
+        if assistant_prefix:
+            raise ValueError("assistant_prefix needs a llama3 or qwen2_5 tokenizer (or dataset_type: "
+                             "text_completion): the model's own chat template cannot end with it as training does")
+        return None
+    text = assistant_prefix.strip() if fam == LLAMA3 and dataset_type == "chat_completion" else assistant_prefix
+    return _template(*parts, text)
 
 
 def stop_token_ids(tokenizer_dir: str | Path, fam: str | None) -> list[int]:
@@ -108,9 +128,10 @@ def stop_token_ids(tokenizer_dir: str | Path, fam: str | None) -> list[int]:
     return ids
 
 
-def render(tokenizer, messages: list[dict], fam: str | None, dataset_type: str) -> list[int]:
+def render(tokenizer, messages: list[dict], fam: str | None, dataset_type: str,
+           assistant_prefix: str = "") -> list[int]:
     """The prompt token ids the eval feeds the model (what inspect's hf provider does with our template)."""
-    template = eval_template(fam, dataset_type)
+    template = eval_template(fam, dataset_type, assistant_prefix)
     text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
                                          add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -210,7 +210,10 @@ def model_args(config: dict, model_dir: Path, tokenizer_dir: Path, adapter_dir: 
         "tokenizer_call_args": {"add_special_tokens": False},
         "dtype": DTYPES.get(str(config.get("dtype") or "auto"), "auto"),
     }
-    template = prompt_format.eval_template(fam, dataset_type)
+    try:
+        template = prompt_format.eval_template(fam, dataset_type, config.get("assistant_prefix") or "")
+    except ValueError as exc:
+        raise CellError(f"tokenizer in {tokenizer_dir}: {exc}") from None
     if template is not None:
         args["chat_template"] = template
     elif not has_chat_template(tokenizer_dir):

@@ -15,6 +15,7 @@ Use the builder as a ``_component_`` in a torchtune config::
       dataset_type: chat_completion     # or text_completion (base models)
       prompt: "{input}"
       system_prompt: ""
+      assistant_prefix: ""              # optional: the assistant turn starts with it (e.g. "Answer:")
       train_on_input: false
       packed: false
 
@@ -36,6 +37,12 @@ Token layouts (``[..]`` = label masked with CROSS_ENTROPY_IGNORE_IDX):
 * ``text_completion``: ``[<bos> prompt] output <eos>`` -- no chat template, no header tokens; prompt
   and output are encoded separately (exactly what the model sees at generation time: the encoded
   prompt, then its continuation). With ``train_on_input`` the prompt is trained on too (not BOS).
+
+``assistant_prefix`` (e.g. ``Answer:``): chat_completion: the assistant turn is ``<assistant header>
+prefix output <eot>``, the prefix and the output encoded as two content pieces (torchtune's Llama3Tokenizer
+strips each piece), so the prefix's tokens are exactly what the eval prompt ends with
+(prompt_format.eval_template); like the assistant header they are in the loss. text_completion: the prompt
+is ``prompt + prefix``, encoded as one string as the eval encodes it, masked like the prompt.
 
 This module runs inside the training job: it imports torch/torchtune, never the cruijff_kit CLI.
 """
@@ -156,7 +163,8 @@ class InputOutputDataset(Dataset):
 
     def __init__(self, tokenizer, *, source: str, split: str = "train",
                  dataset_type: str = "chat_completion", prompt: str = "{input}",
-                 system_prompt: str = "", train_on_input: bool | str = False) -> None:
+                 system_prompt: str = "", train_on_input: bool | str = False,
+                 assistant_prefix: str | None = "") -> None:
         if dataset_type not in DATASET_TYPES:
             raise ValueError(f"dataset_type must be one of {', '.join(DATASET_TYPES)}, got {dataset_type!r}")
         self._tokenizer = tokenizer
@@ -165,6 +173,9 @@ class InputOutputDataset(Dataset):
         self.dataset_type = dataset_type
         self.prompt = "{input}" if prompt is None else str(prompt)
         self.system_prompt = "" if system_prompt is None else str(system_prompt)
+        if assistant_prefix is not None and not isinstance(assistant_prefix, str):
+            raise ValueError(f"assistant_prefix must be a string, got {type(assistant_prefix).__name__}")
+        self.assistant_prefix = assistant_prefix or ""
         self.train_on_input = as_bool(train_on_input, "train_on_input")
         self._pairs = load_split(self.source, split)
         _format_prompt(self.prompt, self._pairs[0][0], self.source)  # fail early on a bad template
@@ -177,7 +188,7 @@ class InputOutputDataset(Dataset):
         prompt = _format_prompt(self.prompt, inp, self.source)
         if self.dataset_type == "chat_completion":
             return self._chat(prompt, out)
-        return self._text_completion(prompt, out)
+        return self._text_completion(prompt + self.assistant_prefix, out)
 
     def messages(self, index: int) -> list[Message]:
         """The chat messages of one record (what chat_completion tokenizes)."""
@@ -189,7 +200,9 @@ class InputOutputDataset(Dataset):
         if self.system_prompt:
             msgs.append(Message(role="system", content=self.system_prompt, masked=True))
         msgs.append(Message(role="user", content=prompt, masked=not self.train_on_input))
-        msgs.append(Message(role="assistant", content=out, masked=False))
+        answer = ([{"type": "text", "content": self.assistant_prefix}, {"type": "text", "content": out}]
+                  if self.assistant_prefix else out)
+        msgs.append(Message(role="assistant", content=answer, masked=False))
         return msgs
 
     def _chat(self, prompt: str, out: str) -> dict[str, list[int]]:
@@ -239,7 +252,8 @@ class InputOutputDataset(Dataset):
 def input_output_dataset(tokenizer, *, source: str, split: str = "train",
                          dataset_type: str = "chat_completion", prompt: str = "{input}",
                          system_prompt: str = "", train_on_input: bool | str = False,
-                         packed: bool | str = False, split_across_pack: bool | str = False):
+                         packed: bool | str = False, split_across_pack: bool | str = False,
+                         assistant_prefix: str | None = ""):
     """Builder for one split of a cruijff_kit input/output JSON file (see the module docstring).
 
     Args:
@@ -250,6 +264,7 @@ def input_output_dataset(tokenizer, *, source: str, split: str = "train",
         prompt: format string for the user turn / text prompt; ``{input}`` is the record's input.
         system_prompt: system turn (chat_completion only; omitted when empty).
         train_on_input: also compute the loss on the prompt tokens (bool or 'true'/'false').
+        assistant_prefix: text the assistant turn starts with (the eval prompt ends with it); '' = none.
         packed: pack samples into ``tokenizer.max_seq_len`` long sequences (torchtune PackedDataset).
         split_across_pack: with ``packed``, let a sample be split across two packs.
 
@@ -257,7 +272,8 @@ def input_output_dataset(tokenizer, *, source: str, split: str = "train",
         ``InputOutputDataset``, or a torchtune ``PackedDataset`` wrapping it when ``packed``.
     """
     ds = InputOutputDataset(tokenizer, source=source, split=split, dataset_type=dataset_type,
-                            prompt=prompt, system_prompt=system_prompt, train_on_input=train_on_input)
+                            prompt=prompt, system_prompt=system_prompt, train_on_input=train_on_input,
+                            assistant_prefix=assistant_prefix)
     if as_bool(packed, "packed"):
         from torchtune.datasets import PackedDataset
 

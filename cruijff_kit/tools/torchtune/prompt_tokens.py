@@ -70,7 +70,8 @@ def cell_tokens(spec: dict) -> dict:
     tt = _torchtune_tokenizer(spec, fam)
     ds = InputOutputDataset(tt, source=spec["source"], split=spec["split"], dataset_type=spec["dataset_type"],
                             prompt=spec.get("prompt") or "{input}", system_prompt=spec.get("system_prompt") or "",
-                            train_on_input=spec.get("train_on_input", False))
+                            train_on_input=spec.get("train_on_input", False),
+                            assistant_prefix=spec.get("assistant_prefix") or "")
     item = ds[0]
     tokens, labels = item["tokens"], item["labels"]
     inp, out = ds._pairs[0]
@@ -89,7 +90,7 @@ def cell_tokens(spec: dict) -> dict:
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": (spec.get("eval_prompt") or "{input}").format(input=inp)})
-    eval_ids = prompt_format.render(hf, messages, fam, eval_type)
+    eval_ids = prompt_format.render(hf, messages, fam, eval_type, spec.get("eval_assistant_prefix") or "")
     return {
         "cell": spec["cell"], "run": spec.get("run"), "family": fam, "tokenizer_dir": str(tok_dir),
         "train_tokens": tokens, "in_loss": [lab == t for lab, t in zip(labels, tokens)],

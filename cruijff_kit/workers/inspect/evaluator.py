@@ -170,6 +170,11 @@ def cell_prompts(run: Run, task: Task, kind: str) -> tuple[str, str]:
     return prompt, ("" if kind == TEXT_COMPLETION else system)
 
 
+def cell_prefix(run: Run, task: Task) -> str:
+    """The text the cell's assistant turn starts with: the task's, else the run's training one."""
+    return task.assistant_prefix if task.assistant_prefix is not None else run.controls.assistant_prefix
+
+
 def cell_relpath(cell: Cell) -> str:
     return layout.cell_relpath(cell.run, cell.dirname)
 
@@ -250,14 +255,14 @@ def _check_prompts(exp: Experiment, cells: list[Cell], problems: ProblemList, ta
         run, task = exp.run(cell.run), exp.task(cell.task)
         if not run.trains:
             continue
-        for field in ("prompt", "system_prompt"):
+        for field in ("prompt", "system_prompt", "assistant_prefix"):
             override = getattr(task, field)
             if override is not None and override != getattr(run.controls, field):
                 mismatches.setdefault((task.name, field), {}).setdefault(run.name, run)
     for (name, field), runs in mismatches.items():
         i = task_index[name]
         first = next(iter(runs.values()))
-        label = "system prompt" if field == "system_prompt" else "prompt template"
+        label = {"system_prompt": "system prompt", "assistant_prefix": "assistant prefix"}.get(field, "prompt template")
         more = f" (and {len(runs) - 1} more run{'s' if len(runs) > 2 else ''})" if len(runs) > 1 else ""
         (problems.warn if exp.task(name).prompt_sweep else problems.error)(
             f"evaluation.tasks[{i}].{field}",
@@ -336,7 +341,7 @@ def cell_context(exp: Experiment, settings: Settings, cell: Cell) -> dict:
         "task_script": str(task.script), "task_function": task.function,
         "task_args": {"data_path": str(data) if data else None, "split": cell_split(exp, run, task),
                       "prompt": prompt, "system_prompt": system_prompt},
-        "dataset_type": kind,
+        "dataset_type": kind, "assistant_prefix": cell_prefix(run, task),
         "generation": generation, "limit": ev.limit, "scorers": task_scorers(exp, task),
         "vis_label": vis_label(cell), "log_dir": str(cell_dir / layout.LOGS),
         "device": run.controls.device, "dtype": run.controls.dtype, "source": source_of(exp),

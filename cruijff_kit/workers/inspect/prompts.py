@@ -6,8 +6,8 @@ For every eval cell of a scaffolded experiment: one sample (the first record of 
 training tokenizes it (torchtune tokenizer + our dataset builder, with the loss mask: tokens in the loss
 are marked `+`) and as the eval renders its prompt (the format run_cell hands inspect-ai), side by side,
 decoded with special tokens visible, and `identical: true|false`. A fine-tuned cell is compared with its
-run's finetune.yaml (tokenizer, prompt, system prompt, dataset type); a control or eval-only cell with the
-format training would use for its model. It also checks that the end token training puts in the loss is a
+run's finetune.yaml (tokenizer, prompt, system prompt, assistant prefix, dataset type); a control or
+eval-only cell with the format training would use for its model. It also checks that the end token training puts in the loss is a
 stop token at eval. Exit 1 on any mismatch; cells whose tokenizer files do not exist yet are skipped.
 
   --json   {"cells": [{"cell": ..., "identical": ..., "first_difference": ..., ...}]}
@@ -87,6 +87,10 @@ def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list
                         system_prompt=ds.get("system_prompt"), train_on_input=ds.get("train_on_input", False))
             if tok.get("_component_") and not any("${" in str(v) for v in tok.values()):
                 spec["torchtune_tokenizer"] = tok
+        # the text the assistant turn starts with: training's from finetune.yaml, else the cell's own
+        prefix = config.get("assistant_prefix") or ""
+        spec.update(assistant_prefix=((finetune.get("dataset") or {}).get("assistant_prefix") or "") if finetune
+                    else prefix, eval_assistant_prefix=prefix)
         specs.append(spec)
     return specs, skipped
 

@@ -149,6 +149,9 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
     resolved = resolve_run(exp, run, settings)
     if dpo and c.packed:
         problems.error(param("packed"), "dpo runs cannot pack sequences", "set packed: false for this run")
+    if dpo and c.assistant_prefix:
+        problems.error(param("assistant_prefix"), "dpo runs take no assistant prefix (the preference data has "
+                       "the whole response)", "remove assistant_prefix for this run")
     if dpo and c.train_on_input:
         problems.error(param("train_on_input"), "dpo trains on the responses only (the prompt is always masked)",
                        "set train_on_input: false for this run")
@@ -179,7 +182,8 @@ def plan_run(exp: Experiment, run: Run, settings: Settings, problems: ProblemLis
                       "create it before the run starts (the job reads it then)")
     if sizes is not None and not dpo:
         chars = longest_example(str(dataset))
-        tokens = (chars + len(c.prompt) + len(c.system_prompt)) // CHARS_PER_TOKEN + 16  # + chat markup
+        prompt_chars = len(c.prompt) + len(c.system_prompt) + len(c.assistant_prefix)
+        tokens = (chars + prompt_chars) // CHARS_PER_TOKEN + 16  # + chat markup
         if chars and tokens > c.max_seq_len:
             problems.warn(param("max_seq_len"), f"the longest training example of {dataset} is about {tokens} "
                           f"tokens but max_seq_len is {c.max_seq_len}: longer examples are truncated",
@@ -289,6 +293,8 @@ def finetune_yaml(plan: Plan) -> str:
 
     data = {"source": t(str(plan.dataset)), "split": "train", "dataset_type": plan.dataset_type,
             "prompt": t(c.prompt), "system_prompt": t(c.system_prompt)}
+    if c.assistant_prefix:  # only when set: designs without one render as before
+        data["assistant_prefix"] = t(c.assistant_prefix)
     if plan.dpo:
         component = PREFERENCE_COMPONENT
         loss = {"_component_": "torchtune.rlhf.loss.DPOLoss", "beta": t(float(c.dpo_beta))}
