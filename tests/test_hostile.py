@@ -275,3 +275,19 @@ def test_exit_file_records_128_plus_signal_when_the_job_is_killed(tmp_path):
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
     assert (tmp_path / "job.exitcode").read_text().strip() == "143"
+
+
+def test_a_full_disk_is_one_line_and_writes_nothing_half(tmp_path, scratch):
+    """Writes failing past a 4 KiB file-size limit (EFBIG, as a full disk gives ENOSPC): no traceback."""
+    import os
+    import sys
+
+    design = small_design(tmp_path)
+    path = write_design(tmp_path, design)
+    shell = f"trap '' XFSZ; ulimit -f 4; exec {sys.executable} -m cruijff_kit scaffold {path}"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert first_error(proc.stderr).startswith("cruijff-kit: cannot write: File too large; free disk space"), proc.stderr
+    # all or nothing: files are written to temporaries and renamed into place only when every one was written
+    in_place = [p.name for p in (tmp_path / "exp").rglob("*") if p.is_file() and not p.name.endswith(".ck-tmp")]
+    assert in_place == [], in_place
