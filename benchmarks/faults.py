@@ -94,11 +94,12 @@ def disk_full() -> tuple[str, float, str]:
                 if twin.is_file() and twin.read_bytes() != path.read_bytes():
                     problems.append(f"half-written file: {path.relative_to(full_dir)}")
         # a run whose state.json cannot grow: the runner stops with a message
-        from run_fixtures import Fake, build, marker
+        from run_fixtures import standard
 
-        (root / "marks").mkdir()
-        exp = build(root / "run_exp", [Fake("a.train", marker(root / "marks", "a.train", 0.1))])
+        exp = standard(root / "run_exp", root / "marks", train_sleep=0.1, eval_sleep=0.1)  # 6 jobs: state > 1 KiB
         proc = _limited([*ck, "run", str(exp), "--executor", "local"], 1, env)
+        if proc.returncode == 0:
+            problems.append("run under a 1 KiB file limit exited 0: the limit was never hit")
         if "Traceback" in proc.stderr:
             problems.append("run printed a traceback: " + proc.stderr.strip().splitlines()[-1])
         state = exp / ".ck" / "state.json"
@@ -111,7 +112,7 @@ def disk_full() -> tuple[str, float, str]:
                 problems.append("state.json left half-written")
         first = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[0]
     outcome = "survived" if not problems else "FAILED"
-    return outcome, time.perf_counter() - start, "; ".join(problems) or f"run under a 1 KiB limit: {first[:160]}"
+    return outcome, time.perf_counter() - start, "; ".join(problems) or f"run under a 1 KiB limit: {first[:200]}"
 
 
 def main() -> None:
