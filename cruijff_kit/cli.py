@@ -90,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a quota or a file-size limit: one line, not a traceback
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        print(f"{exc.filename or 'cruijff-kit'}: cannot write: {exc.strerror}; free disk space (or raise the "
+              "quota) and run the command again: files already in place are complete", file=sys.stderr)
+        return 1
 
 
 def verb_entry(verb: str) -> None:

@@ -112,11 +112,41 @@ def check_script(path: Path) -> None:
     assert proc.returncode == 0, f"shellcheck {path}:\n{proc.stdout}{proc.stderr}"
 
 
+# `tune validate` itself (torchtune's CLI parser and its Validate subcommand), once per config, in one process
+_TUNE_VALIDATE = """
+import contextlib, io, json, sys, traceback
+from torchtune._cli.tune import TuneCLIParser
+cli = TuneCLIParser()
+results = {}
+for path in sys.argv[1:]:
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.run(cli._parser.parse_args(["validate", path]))
+    except SystemExit as exc:
+        code = exc.code
+    except Exception:  # what `tune validate` would die of with a traceback (exit 1)
+        code = 1
+        err.write(traceback.format_exc())
+    results[path] = [code, out.getvalue(), err.getvalue()]
+print(json.dumps(results))
+"""
+
+
+def tune_validate_many(paths) -> dict[str, list]:
+    """{path: [exit code, stdout, stderr]} of `tune validate PATH` for every path (one torchtune import)."""
+    paths = [str(p) for p in paths]
+    proc = subprocess.run([str(BIN / "python"), "-c", _TUNE_VALIDATE, *paths], capture_output=True, text=True,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.splitlines()[-1])
+    assert sorted(results) == sorted(set(paths))
+    return results
+
+
 def tune_validate(path: Path) -> None:
-    proc = subprocess.run([str(BIN / "tune"), "validate", str(path)], capture_output=True, text=True,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0 and "Config is well-formed!" in proc.stdout, \
-        f"tune validate {path}:\n{proc.stdout}{proc.stderr[-3000:]}"
+    code, out, err = tune_validate_many([path])[str(path)]
+    assert code == 0 and "Config is well-formed!" in out, f"tune validate {path}:\n{out}{err[-3000:]}"
 
 
 def load_omegaconf(path: Path):

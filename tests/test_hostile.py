@@ -9,67 +9,13 @@ import subprocess
 import pytest
 import yaml
 from conftest_scaffold import small_design, write_design
+from hostile_cases import (
+    BAD_DATA_FILES, BAD_TASK_SCRIPTS, DANGEROUS_DIRS, HOSTILE, JOBS_DAMAGED, LATE, PWNED, SCAFFOLD_TOO,
+    SETTINGS_NOT_UTF8, SETTINGS_TEXTS, write_bad_file,
+)
 
 from cruijff_kit.errors import UserError
 from cruijff_kit.render import render
-
-PWNED = "/tmp/ck-pwned-{}"
-
-
-def _control(d):
-    return d["runs"][2]  # llama_base, the control run: no training, so the trainer never checked it
-
-
-def _set(path, value):
-    def fn(d):
-        node = d
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-    return fn
-
-
-# (id, mutation of small_design, text the first stderr line must contain)
-HOSTILE = [
-    ("dir-newline", _set(["experiment", "dir"], "exp\ntouch " + PWNED.format(1)), "experiment.dir"),
-    ("dir-trailing-newline", _set(["experiment", "dir"], "exp\n"), "experiment.dir"),
-    ("dir-space", _set(["experiment", "dir"], "my exp"), "experiment.dir"),
-    ("dir-dollar", _set(["experiment", "dir"], "exp$(touch x)"), "experiment.dir"),
-    ("control-partition-newline", lambda d: _control(d).update(
-        slurm_overrides={"partition": "debug\ntouch " + PWNED.format(2)}), "runs[2].slurm_overrides.partition"),
-    ("control-account-trailing-newline", lambda d: _control(d).update(slurm_overrides={"account": "acct\n"}),
-     "runs[2].slurm_overrides.account"),
-    ("control-constraint-space", lambda d: _control(d).update(slurm_overrides={"constraint": "a b"}),
-     "runs[2].slurm_overrides.constraint"),
-    ("control-time-words", lambda d: _control(d).update(slurm_overrides={"time": "2 hours"}),
-     "runs[2].slurm_overrides.time"),
-    ("train-partition-cr", lambda d: d["runs"][0].update(slurm_overrides={"partition": "gpu\rid"}),
-     "runs[0].slurm_overrides.partition"),
-    ("run-name-trailing-newline", lambda d: (d["runs"][0].update(name="llama_r4\n"),
-                                             d["evaluation"]["matrix"][0].update(run="llama_r4\n")), "runs[0].name"),
-    ("run-name-300", lambda d: (d["runs"][0].update(name="r" * 300),
-                                d["evaluation"]["matrix"][0].update(run="r" * 300)), "is 300 characters long; use at most 100"),
-    ("model-name-newline", lambda d: d["models"]["base"][0].update(name="m\nid"), "models.base[0].name"),
-    ("model-path-nul", lambda d: d["models"]["base"][0].update(path="/models/a\x00b"), "models.base[0].path"),
-    ("model-path-nosuchuser", lambda d: d["models"]["base"][0].update(path="~nosuchuser_ck/models"),
-     "models.base[0].path"),
-    ("data-path-nul", _set(["data", "training", "path"], "data/a\x00.json"), "data.training.path"),
-    ("task-script-tab", lambda d: d["evaluation"]["tasks"][0].update(script="a\tb.py"),
-     "evaluation.tasks[0].script"),
-    ("task-name-newline", lambda d: (d["evaluation"]["tasks"][0].update(name="t\nx"),), "evaluation.tasks[0].name"),
-    ("control-checkpoint-newline", lambda d: d["runs"].append(
-        {"name": "ev", "type": "eval-only", "model": "Llama-3.2-1B-Instruct", "checkpoint_path": "/c\nid"}),
-     "runs[3].checkpoint_path"),
-    ("key-with-newline", lambda d: d["controls"].update({"lr\nx": 1}), "the key 'lr\\nx' contains a newline"),
-    ("seed-2-70", _set(["controls", "seed"], 2 ** 70), "controls.seed"),
-    ("eval-seed-negative", _set(["evaluation", "seed"], -1), "evaluation.seed"),
-    ("prompt-nul", _set(["controls", "prompt"], "{input}\x00"), "controls.prompt"),
-    ("base-run-newline", lambda d: d["runs"][1].update(base_run="llama_r4\n"), "runs[1].base_run"),
-    ("matrix-run-newline", lambda d: d["evaluation"]["matrix"][0].update(run="x\ny"), "evaluation.matrix[0].run"),
-]
-SCAFFOLD_TOO = {"dir-newline", "control-partition-newline", "control-account-trailing-newline",
-                "run-name-trailing-newline", "model-path-nul", "model-path-nosuchuser"}
-
 
 def first_error(stderr: str) -> str:
     """The first line that is neither progress (`[scaffold] ...`) nor a warning."""
@@ -104,9 +50,7 @@ def test_at_least_twenty_hostile_designs():
     assert len(HOSTILE) >= 20
 
 
-@pytest.mark.parametrize("text", ["# settings\n- Default time: 2 hours\n", "- SLURM partition: gpu$(id)\n",
-                                  "- Default mem: lots\n", "- Scratch directory: /tmp/a b\n",
-                                  "- SLURM account: acct\x1b[0m\n", "- Scratch directory: ~nosuchuser_ck/s\n"])
+@pytest.mark.parametrize("text", SETTINGS_TEXTS)
 def test_hostile_settings_are_one_line(text, tmp_path, cli):
     settings = tmp_path / "claude.local.md"
     settings.write_text(text)
@@ -120,7 +64,7 @@ def test_hostile_settings_are_one_line(text, tmp_path, cli):
 
 def test_settings_not_utf8_is_one_line(tmp_path, cli):
     settings = tmp_path / "claude.local.md"
-    settings.write_bytes(b"- Scratch directory: /tmp/\xff\xfe\n")
+    settings.write_bytes(SETTINGS_NOT_UTF8)
     proc = cli("config", "show", env={"CK_SETTINGS": str(settings)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0] == f"{settings}:1: not UTF-8 text: byte 0xff at offset 26; save the file as UTF-8"
@@ -172,9 +116,10 @@ def test_rendered_scripts_run_no_injected_line(tmp_path, scratch, cli):
         subprocess.run(["bash", "-n", str(odd / rel)], check=True)
         norm = [line.replace(str(plain), "<d>") for line in _executed_lines(a)]
         assert [line.replace(str(odd), "<d>") for line in _executed_lines(b)] == norm, rel
-        for line in b.splitlines():
-            if line.startswith("#SBATCH"):
-                assert re.fullmatch(r"#SBATCH --[a-z-]+=\S+", line), line
+        sbatch = [line for line in b.splitlines() if line.startswith("#SBATCH")]
+        assert len(sbatch) >= 3, rel  # job name, time, memory at least: the check below is not vacuous
+        for line in sbatch:
+            assert re.fullmatch(r"#SBATCH --[a-z-]+=\S+", line), line
         assert "touch" not in b and "`id`" not in b
 
 
@@ -189,7 +134,7 @@ def test_design_copy_keeps_the_odd_prompt(tmp_path, scratch):
 
 
 # -- the experiment directory ----------------------------------------------------------------------
-@pytest.mark.parametrize("target", ["/", "~", "/proc/self", "/etc/ck", "/usr/local/ck", "/tmp", "a_file", "busy"])
+@pytest.mark.parametrize("target", DANGEROUS_DIRS)
 def test_dangerous_experiment_dir_is_refused(target, tmp_path, scratch, cli):
     home = tmp_path / "home"
     home.mkdir()
@@ -232,41 +177,6 @@ def test_design_verify_claims_only_its_own_folder(tmp_path, scratch, cli):
     assert proc.returncode == 0, proc.stderr
 
 
-# -- late failures caught by validate --------------------------------------------------------------
-LATE = [
-    ("extra-placeholder", lambda d: d["controls"].update(prompt="{input} in {language}"),
-     "controls.prompt: the prompt template has the placeholder {language}"),
-    ("bad-braces", lambda d: d["controls"].update(prompt="{input} {"), "controls.prompt: the prompt template cannot"),
-    ("task-prompt-attr", lambda d: d["evaluation"]["tasks"][0].update(prompt="{input.x}"),
-     "evaluation.tasks[0].prompt: the prompt template has the placeholder {input.x}"),
-    ("nan-lr", lambda d: d["controls"].update(lr=float("nan")), "controls.lr: nan is not a finite number"),
-    ("inf-temperature", lambda d: d["evaluation"].update(temperature=float("inf"), do_sample=True),
-     "evaluation.temperature: inf is not a finite number"),
-    ("base-run-cycle", lambda d: (d["runs"][0].update(base_run="qwen_base_r8"), d["runs"][1].update(
-        base_run="llama_r4")), "runs[0].base_run: base_run goes round in a circle: llama_r4 -> qwen_base_r8 -> llama_r4"),
-    # what scaffold's workers refuse without reading a file: validate refuses it too
-    ("unknown-task-scorer", lambda d: d["evaluation"]["tasks"][0].update(scorers=["mach"]),
-     "evaluation.tasks[0].scorers[0]: unknown scorer 'mach'"),
-    ("unknown-scorer-param", lambda d: d["evaluation"]["scorers"][0].update(params={"locaton": "exact"}),
-     "evaluation.scorers[0].params.locaton: scorer 'match' takes no parameter 'locaton'"),
-    ("cuda-without-gpu", lambda d: d["runs"][0].update(slurm_overrides={"gpus": 0}),
-     "controls.device: device: cuda but the job requests no GPU"),
-    ("text-completion-system-prompt", lambda d: d["controls"].update(dataset_type="text_completion"),
-     "controls.system_prompt: text_completion has no system turn"),
-    ("eval-prompt-differs", lambda d: d["evaluation"]["tasks"][0].update(prompt="Q: {input}"),
-     "evaluation.tasks[0].prompt: differs from the training prompt template"),
-    ("dpo-packed", lambda d: (d["data"].update(preference={"path": "data/numbers.json"}), d["runs"][0].update(
-        type="dpo", parameters={"packed": True, "train_on_input": False})),
-     "runs[0].parameters.packed: dpo runs cannot pack sequences"),
-    ("date-arabic-indic-digits", lambda d: d["experiment"].update(date="٢٠٢٥-١٠-٢٧"),
-     "experiment.date: '٢٠٢٥-١٠-٢٧' is not a date"),
-    ("date-month-13", lambda d: d["experiment"].update(date="2025-13-01"),
-     "experiment.date: '2025-13-01' is not a calendar date"),
-    ("two-models-one-name", lambda d: d["models"]["base"].append(dict(d["models"]["base"][0])),
-     "models.base[2].name: 'Llama-3.2-1B-Instruct' is used twice"),
-]
-
-
 @pytest.mark.parametrize("name,fn,expected", LATE, ids=[c[0] for c in LATE])
 def test_late_failures_are_validate_errors(name, fn, expected, tmp_path, scratch, cli):
     design = small_design(tmp_path)
@@ -277,21 +187,10 @@ def test_late_failures_are_validate_errors(name, fn, expected, tmp_path, scratch
     assert any(line.startswith(f"{path}: {expected}") for line in proc.stderr.splitlines()), proc.stderr
 
 
-@pytest.mark.parametrize("kind", ["fifo", "not-utf8", "nested", "nul"])
+@pytest.mark.parametrize("kind", BAD_TASK_SCRIPTS)
 def test_hostile_task_script_is_a_one_line_error(kind, tmp_path, scratch, cli):
-    import os
-
     design = small_design(tmp_path)
-    script = tmp_path / "numbers_task.py"
-    script.unlink()
-    if kind == "fifo":
-        os.mkfifo(script)
-    elif kind == "not-utf8":
-        script.write_bytes(b"# \xff\xfe\nfrom inspect_ai import task\n")
-    elif kind == "nested":
-        script.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    else:
-        script.write_bytes(b"x = 1\x00\n")
+    write_bad_file(tmp_path / "numbers_task.py", kind)
     path = write_design(tmp_path, design)
     for args in (("scaffold", str(path)), ("design", "verify", str(path), "--no-log")):
         proc = cli(*args, timeout=60)
@@ -299,30 +198,28 @@ def test_hostile_task_script_is_a_one_line_error(kind, tmp_path, scratch, cli):
         assert any("numbers_task.py" in line for line in proc.stderr.splitlines()), proc.stderr
 
 
-@pytest.mark.parametrize("kind", ["fifo", "not-utf8", "list", "truncated"])
+@pytest.mark.parametrize("kind", BAD_DATA_FILES)
 def test_hostile_data_file_is_one_line(kind, tmp_path, scratch, cli):
-    import os
-
     design = small_design(tmp_path)
     data = tmp_path / "data" / "numbers.json"
-    data.unlink()
-    if kind == "fifo":
-        os.mkfifo(data)
-    elif kind == "not-utf8":
-        data.write_bytes(b'{"train": [{"input": "\xff"}]}')
-    elif kind == "list":
-        data.write_text("[1, 2]")
-    else:
-        data.write_text('{"train": [')
+    write_bad_file(data, kind)
     path = write_design(tmp_path, design)
-    for args in (("scaffold", str(path)), ("design", "verify", str(path), "--no-log")):
-        proc = cli(*args, timeout=60)
-        assert "Traceback" not in proc.stderr, proc.stderr
-        assert proc.returncode in (0, 2), proc.stderr
-    assert cli("design", "verify", str(path), "--no-log", timeout=60).returncode == 2
+    # scaffold: a file it can read but not use is an error; a FIFO is never opened (it would block): a warning
+    proc = cli("scaffold", str(path), timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith(f"{path}: data.training.path: {data}")]
+    if kind == "fifo":
+        assert proc.returncode == 0, proc.stderr
+        assert f"warning: {path}: data.training.path: {data}" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 2 and said and "; fix the data file" in said[0], proc.stderr
+    # design verify reads the file and names it (its models are missing too: that must not be all it says)
+    proc = cli("design", "verify", str(path), "--no-log", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{path}: verify_dataset numbers.json: {data}: " in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"jobs": [{"id": 1}]}', b'{"jobs": 3}'])
+@pytest.mark.parametrize("content", JOBS_DAMAGED)
 def test_corrupt_jobs_json_is_one_line(content, tmp_path):
     from cruijff_kit.experiment.jobs import read_jobs
 
@@ -378,3 +275,19 @@ def test_exit_file_records_128_plus_signal_when_the_job_is_killed(tmp_path):
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
     assert (tmp_path / "job.exitcode").read_text().strip() == "143"
+
+
+def test_a_full_disk_is_one_line_and_writes_nothing_half(tmp_path, scratch):
+    """Writes failing past a 4 KiB file-size limit (EFBIG, as a full disk gives ENOSPC): no traceback."""
+    import os
+    import sys
+
+    design = small_design(tmp_path)
+    path = write_design(tmp_path, design)
+    shell = f"trap '' XFSZ; ulimit -f 4; exec {sys.executable} -m cruijff_kit scaffold {path}"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert first_error(proc.stderr).startswith("cruijff-kit: cannot write: File too large; free disk space"), proc.stderr
+    # all or nothing: files are written to temporaries and renamed into place only when every one was written
+    in_place = [p.name for p in (tmp_path / "exp").rglob("*") if p.is_file() and not p.name.endswith(".ck-tmp")]
+    assert in_place == [], in_place

@@ -15,8 +15,7 @@ import pytest
 import yaml
 from conftest_scaffold import (
     ck,
-    BIN, GOLDEN, REPO, SANITY, check_script, load_omegaconf, small_design, snapshot, tiny_design, tune_validate,
-    write_design,
+    BIN, GOLDEN, REPO, SANITY, check_script, load_omegaconf, small_design, snapshot, tiny_design, write_design,
 )
 
 from cruijff_kit import logbook
@@ -437,16 +436,7 @@ def test_sanity_check_tiny_scaffolds_8_runs(tmp_path, scratch, cli):
 
 
 # -- real torchtune --------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_tune_validate_every_rendered_config(tmp_path, scratch):
-    """Goldens' design + the tiny sanity check: `tune validate` (real torchtune) accepts every finetune.yaml."""
-    o = _scaffold(write_design(tmp_path, small_design(tmp_path)))
-    tiny = _scaffold(SANITY, profile="tiny")
-    configs = sorted(o.exp.dir.glob("*/finetune.yaml")) + [tiny.exp.dir / "pp_output_only" / "finetune.yaml"]
-    for path in configs:
-        tune_validate(path)
-
-
+# every bundled design's configs through `tune validate`: test_tune_validate_walk.py
 @pytest.mark.slow
 def test_every_registry_model_config_validates(tmp_path, scratch):
     """One run per registry model; every finetune.yaml passes torchtune's config validation (the check

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hostile_cases import JOBS_DAMAGED, STATE_DAMAGED
 from run_fixtures import Fake, build, marker, state
 
 from cruijff_kit import logbook
@@ -95,17 +96,7 @@ def test_never_run_experiment_keeps_no_state(tmp_path, scratch, cli):
     assert not (exp / ".ck" / "state.json").exists()
 
 
-DAMAGED = {
-    "garbage bytes": (b"\xff\xfe\x00garbage{{", "not UTF-8"),
-    "truncated": (b'{"jobs": {"a.train": {"state": "compl', "not valid JSON"),
-    "a list": (b"[1, 2]", "expected a dict"),
-    "jobs a list": (b'{"jobs": []}', "jobs: holds a JSON list"),
-    "job a number": (b'{"jobs": {"a.train": 5}}', "jobs.a.train: holds a JSON int"),
-    "unknown state": (b'{"jobs": {"a.train": {"state": "done"}}}', "jobs.a.train.state: 'done' is not one of"),
-    "attempts text": (b'{"jobs": {"a.train": {"attempts": "two"}}}', "jobs.a.train.attempts: 'two' is not an integer"),
-    "env a list": (b'{"jobs": {"a.train": {"env": []}}}', "jobs.a.train.env: [] is not an object"),
-    "runner text": (b'{"jobs": {}, "runner": "me"}', "runner: is not a runner record"),
-}
+DAMAGED = STATE_DAMAGED
 
 
 @pytest.mark.parametrize("content,message", DAMAGED.values(), ids=list(DAMAGED))
@@ -124,7 +115,7 @@ def test_damaged_state_is_one_line_in_every_verb(tmp_path, scratch, cli, content
     assert path.read_bytes() == content  # never overwritten
 
 
-@pytest.mark.parametrize("content", [b"\x00\x01binary", b'{"jobs": 3}', b'{"jobs": [{"id": 1}]}'])
+@pytest.mark.parametrize("content", JOBS_DAMAGED)
 def test_damaged_jobs_json_is_one_line_in_every_verb(tmp_path, scratch, cli, content):
     exp, _ = two_jobs(tmp_path)
     (exp / "jobs.json").write_bytes(content)
