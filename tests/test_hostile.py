@@ -216,7 +216,11 @@ def test_hostile_data_file_is_one_line(kind, tmp_path, scratch, cli):
     # design verify reads the file and names it (its models are missing too: that must not be all it says)
     proc = cli("design", "verify", str(path), "--no-log", timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"{path}: verify_dataset numbers.json: {data}: " in proc.stderr, proc.stderr
+    line = next((ln for ln in proc.stderr.splitlines() if "verify_dataset" in ln), "")
+    assert line.startswith(f"{path}: data.training.path: verify_dataset numbers.json: {data}: "), proc.stderr
+    assert "; write it as UTF-8 JSON" in line, line
+    models = [ln for ln in proc.stderr.splitlines() if "verify_model" in ln]
+    assert models and all("; put the model's HF files" in ln for ln in models), proc.stderr
 
 
 @pytest.mark.parametrize("content", JOBS_DAMAGED)

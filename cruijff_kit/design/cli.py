@@ -170,7 +170,7 @@ def verify_main(args) -> int:
         print(f"{'ok  ' if c.ok else 'FAIL'} {c.action:<16} {c.subject}: {c.result}")
     if report.failed:
         for c in report.failed:
-            print(f"{exp.source}: {c.action.lower()} {c.subject}: {c.result}", file=sys.stderr)
+            print(c.line(exp.source), file=sys.stderr)
         return 2
     print(f"all {len(report.checks)} checks passed" + (f"; logged to {log_path}" if log_path else ""))
     return 0

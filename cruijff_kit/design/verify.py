@@ -23,6 +23,13 @@ class Check:
     result: str
     explanation: str = ""
     command: str = ""
+    key: str = ""   # where in the design the checked thing is named (models.base[NAME].path, ...)
+    fix: str = ""   # what to do when the check fails
+
+    def line(self, source: Path | str) -> str:
+        """The one-line error: the design file, the key path, what is wrong, and the fix."""
+        return f"{source}: {self.key or self.action.lower()}: {self.action.lower()} {self.subject}: {self.result}" + (
+            f"; {self.fix}" if self.fix else "")
 
 
 @dataclass
@@ -73,6 +80,15 @@ def check_dataset(path: Path, declared: dict) -> tuple[bool, str, dict]:
     return (not problems), ("; ".join(problems) + f" (actual: {text})") if problems else f"splits {text}", counts
 
 
+def _dataset_fix(result: str) -> str:
+    if "not found" in result:
+        return "create the file with the task's own preparation script, or fix data.training.path"
+    if "design says" in result or "missing split" in result:
+        return "make data.training.splits match the file (its actual counts are given), or regenerate the data"
+    return ('write it as UTF-8 JSON: {"train": [{"input": ..., "output": ...}], "validation": [...]} '
+            "(a regular file, not a pipe)")
+
+
 def checkpoint_gb(exp: Experiment) -> float:
     """Disk the checkpoints will take: merged model per saved epoch, or ~1% of it for adapters."""
     total = 0.0
@@ -96,7 +112,10 @@ def verify(exp: Experiment, scratch: Path, *, log_path: Path | None = None) -> V
             continue
         ok, text = check_model(model.path)
         report.checks.append(Check("VERIFY_MODEL", model.name, ok, text, "the base weights the runs start from",
-                                   f"ls {model.path}"))
+                                   f"ls {model.path}", key=f"models.base[{model.name}].path",
+                                   fix="put the model's HF files (config.json + weights) there, or point the path "
+                                       "(or claude.local.md's models_dir) at them; a tiny CPU model: "
+                                       "cruijff-kit models make-tiny DIR"))
     seen: set[Path] = set()
     for run in exp.runs:
         path = exp.dataset_file(run)
@@ -106,18 +125,22 @@ def verify(exp: Experiment, scratch: Path, *, log_path: Path | None = None) -> V
         declared = exp.data_section(run).splits or {}
         ok, text, _ = check_dataset(path, declared)
         report.checks.append(Check("VERIFY_DATASET", path.name, ok, text, "splits and counts as designed",
-                                   f"json load {path}"))
+                                   f"json load {path}", key="data.training.path", fix=_dataset_fix(text)))
     for task in exp.evaluation.tasks:
         problem = task_problem(task.script, task.function)
         report.checks.append(Check("VERIFY_EVAL_TASK", task.name, not problem,
                                    problem or f"{task.script.name} defines @task {task.function}",
-                                   "the evaluation can be loaded", f"ast scan {task.script}"))
+                                   "the evaluation can be loaded", f"ast scan {task.script}",
+                                   key=f"evaluation.tasks[{task.name}].script",
+                                   fix="point script/function at a Python file that defines that @task "
+                                       "(cruijff-kit task new writes one)"))
     from cruijff_kit.workers.inspect.prompts import scaffold_check  # once scaffolded: eval prompt == training's
 
     for p in scaffold_check(exp.dir) if exp.dir.is_dir() else []:
         report.checks.append(Check("VERIFY_PROMPTS", p.message.split(":")[0], False, p.line(),
                                    "the eval prompt tokens equal the training prompt tokens",
-                                   f"cruijff-kit prompts {exp.dir}"))
+                                   f"cruijff-kit prompts {exp.dir}", key="controls.prompt",
+                                   fix=f"re-scaffold, then compare the tokens with `cruijff-kit prompts {exp.dir}`"))
     need = checkpoint_gb(exp)
     probe = scratch
     while not probe.exists() and probe != probe.parent:
@@ -126,7 +149,9 @@ def verify(exp: Experiment, scratch: Path, *, log_path: Path | None = None) -> V
     report.checks.append(Check("CHECK_DISK", str(scratch), free > need * 1.2,
                                f"need ~{need:.2f} GB for checkpoints, {free:.1f} GB free",
                                "checkpoints (merged or adapter-only) x epochs x runs, with a 20% margin",
-                               f"df {probe}"))
+                               f"df {probe}", key="controls.save_adapter_weights_only",
+                               fix="free space, move scratch_dir (claude.local.md) to a larger disk, or save "
+                                   "adapter weights only"))
     if log_path is not None:
         for c in report.checks:
             logbook.log(log_path, c.action, f"{c.subject}: {'ok' if c.ok else 'FAILED'}", command=c.command,
