@@ -277,46 +277,41 @@ def test_late_failures_are_validate_errors(name, fn, expected, tmp_path, scratch
     assert any(line.startswith(f"{path}: {expected}") for line in proc.stderr.splitlines()), proc.stderr
 
 
-@pytest.mark.parametrize("kind", ["fifo", "not-utf8", "nested", "nul"])
-def test_hostile_task_script_is_a_one_line_error(kind, tmp_path, scratch, cli):
+HOSTILE_TASK = {"fifo": None, "not-utf8": b"# \xff\xfe\nfrom inspect_ai import task\n",
+                "nested": ("x = " + "[" * 100_000 + "]" * 100_000 + "\n").encode(), "nul": b"x = 1\x00\n"}
+HOSTILE_DATA = {"fifo": None, "not-utf8": b'{"train": [{"input": "\xff"}]}', "list": b"[1, 2]",
+                "truncated": b'{"train": ['}
+
+
+def scaffold_and_verify_with(tmp_path, cli, rel: str, content: bytes | None) -> tuple:
+    """The small design with its file `rel` replaced by `content` (None: a FIFO); (design path, the
+    `scaffold` and `design verify` results)."""
     import os
 
     design = small_design(tmp_path)
-    script = tmp_path / "numbers_task.py"
-    script.unlink()
-    if kind == "fifo":
-        os.mkfifo(script)
-    elif kind == "not-utf8":
-        script.write_bytes(b"# \xff\xfe\nfrom inspect_ai import task\n")
-    elif kind == "nested":
-        script.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    target = tmp_path / rel
+    target.unlink()
+    if content is None:
+        os.mkfifo(target)
     else:
-        script.write_bytes(b"x = 1\x00\n")
+        target.write_bytes(content)
     path = write_design(tmp_path, design)
-    for args in (("scaffold", str(path)), ("design", "verify", str(path), "--no-log")):
-        proc = cli(*args, timeout=60)
+    return path, [cli(*args, timeout=60) for args in (("scaffold", str(path)),
+                                                      ("design", "verify", str(path), "--no-log"))]
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_TASK))
+def test_hostile_task_script_is_a_one_line_error(kind, tmp_path, scratch, cli):
+    _, procs = scaffold_and_verify_with(tmp_path, cli, "numbers_task.py", HOSTILE_TASK[kind])
+    for proc in procs:
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert any("numbers_task.py" in line for line in proc.stderr.splitlines()), proc.stderr
 
 
-@pytest.mark.parametrize("kind", ["fifo", "not-utf8", "list", "truncated"])
+@pytest.mark.parametrize("kind", list(HOSTILE_DATA))
 def test_hostile_data_file_is_one_line(kind, tmp_path, scratch, cli):
-    import os
-
-    design = small_design(tmp_path)
-    data = tmp_path / "data" / "numbers.json"
-    data.unlink()
-    if kind == "fifo":
-        os.mkfifo(data)
-    elif kind == "not-utf8":
-        data.write_bytes(b'{"train": [{"input": "\xff"}]}')
-    elif kind == "list":
-        data.write_text("[1, 2]")
-    else:
-        data.write_text('{"train": [')
-    path = write_design(tmp_path, design)
-    for args in (("scaffold", str(path)), ("design", "verify", str(path), "--no-log")):
-        proc = cli(*args, timeout=60)
+    path, procs = scaffold_and_verify_with(tmp_path, cli, "data/numbers.json", HOSTILE_DATA[kind])
+    for proc in procs:
         assert "Traceback" not in proc.stderr, proc.stderr
         assert proc.returncode in (0, 2), proc.stderr
     assert cli("design", "verify", str(path), "--no-log", timeout=60).returncode == 2
