@@ -316,8 +316,12 @@ def _set(settings: Settings, name: str, value: str, label: str, where: str) -> N
                                 hint="write the bare constraint names, e.g. gpu40=40,gpu80=80")
         settings.gpu_memory_constraints = value
     elif name == "executor":
-        if value not in ("local", "slurm"):
-            raise UserError(f"'{value}' is not an executor", where=where, path=label, hint="use local or slurm")
+        # the registry is a table of names (stdlib only): no backend is imported to check a name
+        from cruijff_kit.run.executors import names
+
+        if value not in names():
+            raise UserError(f"'{value}' is not an executor", where=where, path=label,
+                            hint=f"use one of {', '.join(names())}")
         settings.executor = value
     else:
         if name in SBATCH_FIELDS:

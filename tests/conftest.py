@@ -1,9 +1,10 @@
-"""Shared fixtures: the repo root, an isolated scratch dir per test, and a CLI runner."""
+"""Shared fixtures: the repo root, an isolated scratch dir per test, a CLI runner, the tiny model."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,35 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def cli_env(root: Path, settings: str = "# test settings\n") -> dict:
+    """The environment of a CLI subprocess with its own claude.local.md (text `settings`) and scratch dir,
+    both under `root`; offline."""
+    path = root / "claude.local.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(settings)
+    return {**os.environ, "CK_SCRATCH": str(root / "scratch"), "CK_SETTINGS": str(path),
+            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+TINY_BUILD_ENV = {"TIKTOKEN_CACHE_DIR": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@contextmanager
+def tiny_build_env():
+    """Building or reading a tiny model: offline, and tiktoken's cache off ("": it caches even local files
+    by path, so a rebuilt tokenizer at the same path would be read stale)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in TINY_BUILD_ENV.items():
+            mp.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The tiny Llama (seed 0), built once per session. Tests read it and never write into it."""
+    from cruijff_kit.models import tiny
+
+    with tiny_build_env():
+        yield tiny.make_tiny(tmp_path_factory.mktemp("ck-tiny") / "tiny-llama", seed=0)

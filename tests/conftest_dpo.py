@@ -27,19 +27,7 @@ def job_env() -> dict:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TIKTOKEN_CACHE_DIR", "")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("TOKENIZERS_PARALLELISM", "false")
-    try:
-        yield tiny.make_tiny(tmp_path_factory.mktemp("ck-tiny") / "tiny-llama", seed=0)
-    finally:
-        mp.undo()
-
-
-@pytest.fixture(scope="session")
-def tt_tokenizer(tiny_model):
+def tt_tokenizer(tiny_model):  # tiny_model: tests/conftest.py
     from torchtune.models.llama3 import llama3_tokenizer
 
     return llama3_tokenizer(path=str(tiny_model / tiny.TINY_TOKENIZER_PATH), max_seq_len=64)

@@ -116,6 +116,15 @@ def standard(exp_dir: Path, marks: Path, *, runs=("a", "b"), cells=("task_epoch0
     return build(exp_dir, jobs)
 
 
+def failing_train(marks: Path, flag: Path, output_root: Path, error: str, run: str = "b") -> str:
+    """A train payload that records CK_RESUME, leaves an epoch_0 checkpoint, and fails with `error` on stderr
+    (exit 3) until `flag` exists: the failure a resubmit recovers from."""
+    return (f'echo "resume=${{CK_RESUME:-0}}" > "{marks}/{run}.resume"\n'
+            f'mkdir -p {output_root}/ck-out-{run}/epoch_0 && '
+            f'echo w > {output_root}/ck-out-{run}/epoch_0/adapter_model.safetensors\n'
+            f'if [ ! -f "{flag}" ]; then echo "{error}" >&2; exit 3; fi')
+
+
 def stamp(marks: Path, name: str, which: str) -> float:
     return float((marks / f"{name}.{which}").read_text())
 

@@ -16,14 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TIKTOKEN_CACHE_DIR", "")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        yield tiny.make_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0)
-    finally:
-        mp.undo()
+def model_dir(tiny_model):
+    return tiny_model  # tests/conftest.py: built once per session (seed 0)
 
 
 def _save(model_dir, out, epoch, state, model):

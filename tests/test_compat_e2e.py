@@ -3,27 +3,21 @@ a real eval job on the tiny model, on the `test` split the dataset has, with the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
-from conftest import run_cli
+from conftest import cli_env, run_cli
 from conftest_eval import design, write_dataset
 from test_compat_conventions import UPSTREAM_STYLE_TASK
 
 pytestmark = pytest.mark.slow
 
 
-def test_upstream_task_with_config_path_runs_on_the_test_split(tmp_path):
+def test_upstream_task_with_config_path_runs_on_the_test_split(tmp_path, tiny_model):
     from inspect_ai.log import read_eval_log
 
-    from cruijff_kit.models.tiny import make_tiny
-
-    tiny = make_tiny(tmp_path / "models" / "tiny-llama")
-    settings = tmp_path / "claude.local.md"
-    settings.write_text("# compat e2e\n- **Partition**: (none)\n")
-    env = {**os.environ, "CK_SCRATCH": str(tmp_path / "scratch"), "CK_SETTINGS": str(settings),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    tiny = tiny_model
+    env = cli_env(tmp_path, "# compat e2e\n- **Partition**: (none)\n")
     data = write_dataset(tmp_path / "data" / "const.json", n_train=8, n_val=3, target="42",
                          splits=("train", "validation", "test"))
     (tmp_path / "upstream_task.py").write_text(UPSTREAM_STYLE_TASK)

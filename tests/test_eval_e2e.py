@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import cli_env, run_cli
 from conftest_eval import design, read_cell, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -39,10 +39,7 @@ def tiny(tmp_path_factory) -> Path:
 def e2e(tmp_path_factory, tiny):
     """Scaffold, train (2 epochs) and evaluate base + epoch 0 + epoch 1 through the job scripts."""
     root = tmp_path_factory.mktemp("eval_e2e")
-    settings = root / "claude.local.md"
-    settings.write_text("# e2e settings\n")
-    env = {**os.environ, "CK_SCRATCH": str(root / "scratch"), "CK_SETTINGS": str(settings),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env = cli_env(root, "# e2e settings\n")
     data = write_dataset(root / "data" / "const.json", n_train=96, n_val=LIMIT, target="42")
     path = design(root, data=data, controls=CONTROLS, evaluation={"limit": LIMIT, "max_tokens": 4},
                   models=[{"name": "tiny-llama", "path": str(tiny)}],

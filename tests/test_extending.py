@@ -8,6 +8,7 @@ import importlib
 import json
 import sys
 
+import pytest
 import yaml
 
 from cruijff_kit import workers
@@ -143,8 +144,10 @@ class FakeExecutor(Executor):
 '''
 
 
-def test_a_new_executor_is_one_registry_line(tmp_path, scratch, monkeypatch):
-    """A class registered in run/executors' EXECUTORS is what `cruijff-kit run --executor NAME` drives."""
+@pytest.mark.parametrize("chosen_by", ["--executor", "settings"])
+def test_a_new_executor_is_one_registry_line(chosen_by, tmp_path, scratch, monkeypatch):
+    """A class registered in run/executors' EXECUTORS is what `cruijff-kit run` drives, chosen with
+    `--executor NAME` or with `- Executor: NAME` in claude.local.md (settings read the registry)."""
     from cruijff_kit.cli import main as cli_main
     from cruijff_kit.run import executors
     from run_fixtures import Fake, build, state
@@ -153,11 +156,30 @@ def test_a_new_executor_is_one_registry_line(tmp_path, scratch, monkeypatch):
     (tmp_path / "fake_executor.py").write_text(FAKE_EXECUTOR)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(executors.EXECUTORS, "fake", "fake_executor:FakeExecutor")  # the one registry line
+    args = ["--executor", "fake"]
+    if chosen_by == "settings":
+        settings = tmp_path / "fake.local.md"
+        settings.write_text("# settings\n- **Executor**: fake\n")
+        monkeypatch.setenv("CK_SETTINGS", str(settings))
+        assert load_settings().executor == "fake" and "fake_executor" not in sys.modules  # a name, no import
+        args = []
     exp = build(tmp_path / "exp", [Fake("a.train"), Fake("a.eval.task_epoch0", after=["a.train"])])
-    assert cli_main(["run", str(exp), "--executor", "fake"]) == 0
+    assert cli_main(["run", str(exp), *args]) == 0
     fake = importlib.import_module("fake_executor")
     assert fake.SUBMITTED == ["a.train", "a.eval.task_epoch0"]
     jobs = state(exp)["jobs"]
     assert {j: (js["state"], js["executor"]) for j, js in jobs.items()} == {
         "a.train": ("completed", "fake"), "a.eval.task_epoch0": ("completed", "fake")}
     sys.modules.pop("fake_executor", None)
+
+
+def test_an_unknown_executor_setting_lists_the_registered_names(tmp_path, monkeypatch):
+    from cruijff_kit.errors import UserError
+    from cruijff_kit.run import executors
+
+    monkeypatch.setitem(executors.EXECUTORS, "fake", "fake_executor:FakeExecutor")
+    settings = tmp_path / "claude.local.md"
+    settings.write_text("# settings\n- Executor: kube\n")
+    with pytest.raises(UserError) as exc:
+        load_settings(settings)
+    assert exc.value.lines() == [f"{settings}:2: executor: 'kube' is not an executor; use one of local, slurm, fake"]

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from cruijff_kit.cli import main
-from cruijff_kit.tools.prefs.generate import Judge, PrefsError, make_pairs
+from cruijff_kit.tools.prefs.pairs import Judge, PrefsError, make_pairs
 
 pytest.register_assert_rewrite("conftest_dpo")  # it is also a plugin (pytest_plugins below)
 from conftest_dpo import io_records, job_env, write_json  # noqa: E402

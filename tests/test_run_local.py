@@ -17,6 +17,7 @@ from pathlib import Path
 from run_fixtures import (
     Fake,
     build,
+    failing_train,
     job_state,
     marker,
     max_overlap,
@@ -113,9 +114,7 @@ def test_failure_cascades_then_resubmit_resumes(tmp_path, scratch, cli):
     marks = tmp_path / "marks"
     flag = tmp_path / "fixed.flag"
     out_root = tmp_path / "outputs"
-    broken = (f'echo "resume=${{CK_RESUME:-0}}" > "{marks}/b.resume"\n'
-              f'mkdir -p {out_root}/ck-out-b/epoch_0 && echo w > {out_root}/ck-out-b/epoch_0/adapter_model.safetensors\n'
-              f'if [ ! -f "{flag}" ]; then echo "Traceback: broken: flag missing" >&2; exit 3; fi')
+    broken = failing_train(marks, flag, out_root, "Traceback: broken: flag missing")
     exp = standard(tmp_path / "exp", marks, train_extra={"b": broken}, output_root=out_root)
 
     proc = cli("run", str(exp), "--executor", "local", timeout=120)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from run_fixtures import Fake, build, job_state, marker, stamp, standard, state, table_states, wait_for
+from run_fixtures import Fake, build, failing_train, job_state, marker, stamp, standard, state, table_states, wait_for
 
 from cruijff_kit import logbook
 
@@ -90,9 +90,7 @@ def test_slurm_failure_cancels_dependents_then_resubmit(tmp_path, scratch, cli):
     marks = tmp_path / "marks"
     flag = tmp_path / "fixed.flag"
     out_root = tmp_path / "outputs"
-    broken = (f'echo "resume=${{CK_RESUME:-0}}" > "{marks}/b.resume"\n'
-              f'mkdir -p {out_root}/ck-out-b/epoch_0 && echo w > {out_root}/ck-out-b/epoch_0/adapter_model.safetensors\n'
-              f'if [ ! -f "{flag}" ]; then echo "RuntimeError: broken on purpose" >&2; exit 3; fi')
+    broken = failing_train(marks, flag, out_root, "RuntimeError: broken on purpose")
     exp = standard(tmp_path / "exp", marks, train_sleep=0.2, eval_sleep=0.1, train_extra={"b": broken},
                    output_root=out_root)
     proc = cli("run", str(exp), "--executor", "slurm", "--wait", *POLL, timeout=120)

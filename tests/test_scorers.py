@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import subprocess
 
@@ -14,7 +13,7 @@ import pytest
 from cruijff_kit.cli import main as cli_main
 from cruijff_kit.tools.inspect import calibration as cal
 
-from conftest import run_cli
+from conftest import cli_env, run_cli
 from conftest_eval import design
 
 CONF = [0.95, 0.85, 0.65, 0.55, 0.15, 0.72, 0.78]
@@ -104,17 +103,12 @@ def forty_two_data(path, n_train: int = 96, n_val: int = 16, seed: int = 3):
 
 
 @pytest.mark.slow
-def test_calibration_and_continuous_on_a_real_tiny_model_eval(tmp_path):
+def test_calibration_and_continuous_on_a_real_tiny_model_eval(tmp_path, tiny_model):
     """Train the tiny model briefly on the answer 42, evaluate it with logprobs on 42-or-7, summarize."""
     from inspect_ai.log import read_eval_log
 
-    from cruijff_kit.models.tiny import make_tiny
-
-    tiny = make_tiny(tmp_path / "models" / "tiny-llama")
-    settings = tmp_path / "claude.local.md"
-    settings.write_text("# settings\n")
-    env = {**os.environ, "CK_SCRATCH": str(tmp_path / "scratch"), "CK_SETTINGS": str(settings),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    tiny = tiny_model
+    env = cli_env(tmp_path, "# settings\n")
     data = forty_two_data(tmp_path / "data" / "c.json")
     controls = {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 12, "lr": 0.01, "max_seq_len": 64,
                 "lora_attn_modules": ["q_proj", "k_proj", "v_proj", "output_proj"], "apply_lora_to_mlp": True,

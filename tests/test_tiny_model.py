@@ -1,12 +1,14 @@
 """The locally built tiny Llama-3.2 model loads in transformers and torchtune, identically.
 
-Real libraries, no mocks: the model is built once per module (a few seconds) into a tmp dir.
+Real libraries, no mocks: the model is built once per session (tests/conftest.py) into a tmp dir.
 """
 from __future__ import annotations
 
 import json
 
 import pytest
+
+from conftest import tiny_build_env
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchtune")
@@ -34,16 +36,8 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    # tiktoken caches even local files by path; "" turns its cache off.
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TIKTOKEN_CACHE_DIR", "")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("TOKENIZERS_PARALLELISM", "false")
-    try:
-        yield tiny.make_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0)
-    finally:
-        mp.undo()
+def model_dir(tiny_model):
+    return tiny_model  # tests/conftest.py: built once per session (seed 0)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +75,7 @@ def test_files_and_config(model_dir):
     fresh.mkdir()
     assert model_dir.stat().st_mode & 0o777 == fresh.stat().st_mode & 0o777
     fresh.rmdir()
-    assert not list(model_dir.parent.glob(".model.build-*"))
+    assert not list(model_dir.parent.glob(f".{model_dir.name}.build-*"))
 
 
 def test_write_if_missing_is_cheap_and_guarded(model_dir, tmp_path):
@@ -227,13 +221,9 @@ from cruijff_kit.models.tiny_families import FAMILIES, HAZARD_FAMILIES, KINDS, Q
 
 @pytest.fixture(scope="module")
 def family_dirs(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TIKTOKEN_CACHE_DIR", "")
     root = tmp_path_factory.mktemp("families")
-    try:
+    with tiny_build_env():
         yield {f: tiny.make_tiny(root / f, family=f) for f in HAZARD_FAMILIES}
-    finally:
-        mp.undo()
 
 
 def _tt_tokenizer(family: str, model_dir):

@@ -83,32 +83,22 @@ EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
 
 
 # -- the experiment directory ----------------------------------------------------------------------
-def design_file(exp_dir: str | Path) -> Path:
-    return Path(exp_dir) / DESIGN
+def _in(name: str, doc: str):
+    """A path helper `f(folder) -> Path(folder) / name` (name: one of the constants above)."""
+    def path(folder: str | Path) -> Path:
+        return Path(folder) / name
+
+    path.__doc__ = doc
+    return path
 
 
-def summary_md(exp_dir: str | Path) -> Path:
-    return Path(exp_dir) / SUMMARY_MD
-
-
-def jobs_file(exp_dir: str | Path) -> Path:
-    return Path(exp_dir) / JOBS
-
-
-def ck_dir(exp_dir: str | Path) -> Path:
-    return Path(exp_dir) / CK_DIR
-
-
-def state_file(exp_dir: str | Path) -> Path:
-    return Path(exp_dir) / STATE
-
-
-def manifest_file(root: str | Path) -> Path:
-    return Path(root) / MANIFEST
-
-
-def analysis_dir(exp_dir: str | Path) -> Path:
-    return Path(exp_dir) / ANALYSIS
+design_file = _in(DESIGN, "The design in an experiment dir.")
+summary_md = _in(SUMMARY_MD, "The plan (Status / Results blocks rewritten in place).")
+jobs_file = _in(JOBS, "The job graph scaffold writes and run reads.")
+ck_dir = _in(CK_DIR, "The bookkeeping dir nobody edits by hand.")
+state_file = _in(STATE, "The run state of every job.")
+manifest_file = _in(MANIFEST, "The hashes of rendered files under a RenderSet root.")
+analysis_dir = _in(ANALYSIS, "summarize's tables and plots.")
 
 
 def is_scaffolded(exp_dir: str | Path) -> bool:
@@ -150,22 +140,13 @@ def cell_compute_files(run_dir_: str | Path) -> list[Path]:
     return sorted(Path(run_dir_).glob(CELL_COMPUTE_GLOB))
 
 
-def provenance_file(job_dir: str | Path) -> Path:
-    """What a job was made from (tools/provenance.py), next to its compute record."""
-    return Path(job_dir) / PROVENANCE
-
-
-def compute_file(job_dir: str | Path) -> Path:
-    """A job's compute record, next to its script (run dir or eval cell dir)."""
-    return Path(job_dir) / COMPUTE
+provenance_file = _in(PROVENANCE, "What a job was made from (tools/provenance.py), next to its compute record.")
+compute_file = _in(COMPUTE, "A job's compute record, next to its script (run dir or eval cell dir).")
+job_log = _in(JOB_LOG, "A job's stdout/stderr in its log dir (%j: the job id).")
 
 
 def exit_code_file(script: str | Path) -> str:
     return str(script) + EXIT_CODE_SUFFIX
-
-
-def job_log(directory: str | Path) -> Path:
-    return Path(directory) / JOB_LOG
 
 
 # -- a training run's output dir -------------------------------------------------------------------
@@ -178,11 +159,8 @@ def epoch_dir(output_dir: str | Path, epoch: int) -> Path:
 
 
 EPOCH_BEST = f"{EPOCH_PREFIX}best"
-
-
-def epoch_best_dir(output_dir: str | Path) -> Path:
-    """Stands for the run's best epoch by validation loss; the job resolves it with tools/torchtune/pick_epoch."""
-    return Path(output_dir) / EPOCH_BEST
+epoch_best_dir = _in(EPOCH_BEST, "Stands for the run's best epoch by validation loss; the job resolves it "
+                                  "with tools/torchtune/pick_epoch.")
 
 
 def epoch_of(name: str) -> int | None:
@@ -197,9 +175,5 @@ def saved_epochs(output_dir: str | Path) -> list[int]:
     return sorted(n for p in out.glob(f"{EPOCH_PREFIX}*") if p.is_dir() and (n := epoch_of(p.name)) is not None)
 
 
-def logs_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / LOGS
-
-
-def training_summary(output_dir: str | Path) -> Path:
-    return Path(output_dir) / TRAINING_SUMMARY
+logs_dir = _in(LOGS, "torchtune's DiskLogger dir in a training run's output dir.")
+training_summary = _in(TRAINING_SUMMARY, "What our recipes report each epoch, in a training run's output dir.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from cruijff_kit.files import atomic_write
@@ -117,11 +118,31 @@ def _figure(plt):
     return plt.figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
 
 
-def loss_figure(title: str, runs: list, path: Path) -> Path:
+@contextmanager
+def one_axes(path: Path, title: str, *, xlabel: str = "", ylabel: str = "", grid: str = "both",
+             legend: str = "upper left", ncols: int = 1):
+    """One figure of one axes, saved to `path` on leaving the block: yields (pyplot, axes) to draw on, then
+    adds the house title, axis labels, grid and legend."""
     plt = _pyplot()
     fig = _figure(plt)
     try:
         ax = fig.add_subplot(1, 1, 1)
+        yield plt, ax
+        ax.set_title(title, fontsize=15)
+        if xlabel:
+            ax.set_xlabel(xlabel, fontsize=12)
+        if ylabel:
+            ax.set_ylabel(ylabel, fontsize=12)
+        ax.grid(True, axis=grid, alpha=0.3)
+        ax.legend(fontsize=10, loc=legend, ncols=ncols)
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def loss_figure(title: str, runs: list, path: Path) -> Path:
+    with one_axes(path, title, xlabel="step", ylabel="loss", legend="upper right",
+                  ncols=2 if len(runs) > 4 else 1) as (plt, ax):
         colors = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
         for i, run in enumerate(runs):
             color = colors(i % colors.N)
@@ -132,21 +153,11 @@ def loss_figure(title: str, runs: list, path: Path) -> Path:
             if val:
                 ax.plot([s for s, _ in val], [v for _, v in val], color=color, linewidth=2.0, linestyle="--",
                         marker="o", markersize=5, label=f"{run.name} val")
-        ax.set_title(title, fontsize=15)
-        ax.set_xlabel("step", fontsize=12)
-        ax.set_ylabel("loss", fontsize=12)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=10, loc="upper right", ncols=2 if len(runs) > 4 else 1)
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return path
 
 
 def score_figure(title: str, cells: list, metrics: list[str], path: Path, saturation: float) -> Path:
-    plt = _pyplot()
-    fig = _figure(plt)
-    try:
-        ax = fig.add_subplot(1, 1, 1)
+    with one_axes(path, title, ylabel="score", grid="y") as (plt, ax):
         colors = plt.get_cmap("tab10")
         n = len(metrics)
         width = 0.8 / max(n, 1)
@@ -169,13 +180,7 @@ def score_figure(title: str, cells: list, metrics: list[str], path: Path, satura
         ax.set_xticks(xs)
         ax.set_xticklabels([cell_label(c) for c in cells], rotation=30 if len(cells) > 3 else 0,
                            ha="right" if len(cells) > 3 else "center", fontsize=10)
-        ax.set_ylabel("score", fontsize=12)
-        ax.set_title(title, fontsize=15)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=10, loc="upper left")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return path
 
 
 def write_figures(collected, out_dir: Path, *, saturation: float, progress=print,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cruijff_kit.summarize.plots import _figure, _pyplot, _save, slug
+from cruijff_kit.summarize.plots import one_axes, slug
 
 
 def forest_groups(collected) -> list[tuple[str, str, list[dict]]]:
@@ -24,10 +24,8 @@ def forest_groups(collected) -> list[tuple[str, str, list[dict]]]:
 
 
 def forest_figure(title: str, rows: list[dict], path: Path) -> Path:
-    plt = _pyplot()
-    fig = _figure(plt)
-    try:
-        ax = fig.add_subplot(1, 1, 1)
+    with one_axes(path, title, xlabel="score difference (B − A); filled: significant after Holm correction",
+                  grid="x", legend="lower right") as (plt, ax):
         colors = plt.get_cmap("tab10")
         scorers = list(dict.fromkeys(r["scorer"] for r in rows))
         ys = list(range(len(rows)))[::-1]
@@ -41,13 +39,7 @@ def forest_figure(title: str, rows: list[dict], path: Path) -> Path:
         ax.axvline(0, color="grey", linestyle="--", linewidth=1)
         ax.set_yticks(ys)
         ax.set_yticklabels([f"{r['b']} − {r['a']}" for r in rows], fontsize=9 if len(rows) < 25 else 7)
-        ax.set_xlabel("score difference (B − A); filled: significant after Holm correction", fontsize=12)
-        ax.set_title(title, fontsize=15)
-        ax.grid(True, axis="x", alpha=0.3)
-        ax.legend(fontsize=10, loc="lower right")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return path
 
 
 def reliability_groups(collected) -> list[tuple[str, str, list[dict]]]:
@@ -64,10 +56,7 @@ def reliability_groups(collected) -> list[tuple[str, str, list[dict]]]:
 
 
 def reliability_figure(title: str, curves: list[dict], path: Path) -> Path:
-    plt = _pyplot()
-    fig = _figure(plt)
-    try:
-        ax = fig.add_subplot(1, 1, 1)
+    with one_axes(path, title, xlabel="mean confidence in bin", ylabel="accuracy in bin") as (_, ax):
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
         for curve in curves:
             bins = [b for b in curve["bins"] if b["count"]]
@@ -75,14 +64,7 @@ def reliability_figure(title: str, curves: list[dict], path: Path) -> Path:
                     label=curve["label"])
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("mean confidence in bin", fontsize=12)
-        ax.set_ylabel("accuracy in bin", fontsize=12)
-        ax.set_title(title, fontsize=15)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=10, loc="upper left")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return path
 
 
 def planned(collected) -> list[str]:

@@ -108,6 +108,44 @@ def _text(value: Any, *, path: Path, split: str, index: int, field: str) -> str:
                      f"got {type(value).__name__}: {value!r:.80}")
 
 
+def read_split_records(source: str | os.PathLike, split: str, *, shape: str,
+                       top_list: bool = False) -> tuple[Path, list]:
+    """(resolved path, the non-empty record list of `split`) of a dataset file: an object of splits, or with
+    ``top_list`` also one top-level list (the ``train`` split). ``shape`` names a record, for the messages."""
+    path = Path(source).expanduser().resolve()
+    if split not in SPLITS:
+        raise ValueError(f"{path}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+    data = _read_json(path)
+    if top_list and isinstance(data, list):
+        if split != "train":
+            raise ValueError(f"{path}: the file is one top-level list (the 'train' split); there is no "
+                             f"{split!r} split; write {{\"train\": [...], \"{split}\": [...]}} to have one")
+        data = {"train": data}
+    if not isinstance(data, dict):
+        expected = ("a list of preference records or an object of splits" if top_list else
+                    "a JSON object with top-level 'train' / 'validation' / 'test' lists")
+        raise ValueError(f"{path}: expected {expected}, got a {type(data).__name__}")
+    if split not in data:
+        have = ", ".join(repr(k) for k in data) or "none"
+        raise ValueError(f"{path}: no {split!r} split (top-level keys: {have})")
+    records = data[split]
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: {split!r} must be a list of {shape} records, got a {type(records).__name__}")
+    if not records:
+        raise ValueError(f"{path}: the {split!r} split is empty")
+    return path, records
+
+
+def check_record(rec: Any, where: str, required: tuple[str, ...], need: str) -> None:
+    """ValueError naming `where` unless `rec` is an object with every `required` key (`need`: them, in words)."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where} must be an object with {need}, got a {type(rec).__name__}")
+    missing = [k for k in required if k not in rec]
+    if missing:
+        raise ValueError(f"{where} lacks {' and '.join(repr(k) for k in missing)} "
+                         f"(keys: {', '.join(map(repr, rec)) or 'none'})")
+
+
 def load_split(source: str | os.PathLike, split: str) -> list[tuple[str, str]]:
     """The validated (input, output) pairs of one split of an input/output JSON file.
 
@@ -116,31 +154,10 @@ def load_split(source: str | os.PathLike, split: str) -> list[tuple[str, str]]:
         ValueError: the file is not JSON, is not an object, lacks the split, the split is not a
             non-empty list, or a record is not an object with string ``input`` and ``output``.
     """
-    path = Path(source).expanduser().resolve()
-    if split not in SPLITS:
-        raise ValueError(f"{path}: split must be one of {', '.join(SPLITS)}, got {split!r}")
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with top-level "
-                         f"'train' / 'validation' / 'test' lists, got a {type(data).__name__}")
-    if split not in data:
-        have = ", ".join(repr(k) for k in data) or "none"
-        raise ValueError(f"{path}: no {split!r} split (top-level keys: {have})")
-    records = data[split]
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: {split!r} must be a list of {{'input': ..., 'output': ...}} records, "
-                         f"got a {type(records).__name__}")
-    if not records:
-        raise ValueError(f"{path}: the {split!r} split is empty")
+    path, records = read_split_records(source, split, shape="{'input': ..., 'output': ...}")
     pairs = []
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}: {split}[{i}] must be an object with 'input' and 'output', "
-                             f"got a {type(rec).__name__}")
-        missing = [k for k in ("input", "output") if k not in rec]
-        if missing:
-            raise ValueError(f"{path}: {split}[{i}] lacks {' and '.join(repr(k) for k in missing)} "
-                             f"(keys: {', '.join(map(repr, rec)) or 'none'})")
+        check_record(rec, f"{path}: {split}[{i}]", ("input", "output"), "'input' and 'output'")
         pairs.append((_text(rec["input"], path=path, split=split, index=i, field="input"),
                       _text(rec["output"], path=path, split=split, index=i, field="output")))
     return pairs

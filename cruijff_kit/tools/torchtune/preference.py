@@ -16,15 +16,10 @@ as they are (the ``prompt`` template is not applied; ``system_prompt`` only when
 system turn). Other keys (``target``, scores, ... as written by ``cruijff-kit prefs generate``) are
 ignored.
 
-Use the builder as a ``_component_`` in a torchtune DPO config::
-
-    dataset:
-      _component_: cruijff_kit.tools.torchtune.preference.preference_dataset
-      source: /abs/path/prefs.json
-      split: train
-      dataset_type: chat_completion     # or text_completion (base models)
-      prompt: "{input}"
-      system_prompt: ""
+Use the builder as a ``_component_`` in a torchtune DPO config, with the keys of the SFT builder's
+example in ``datasets`` (``source``, ``split``, ``dataset_type``, ``prompt``, ``system_prompt``; not
+``train_on_input`` or ``packed``) and
+``_component_: cruijff_kit.tools.torchtune.preference.preference_dataset``.
 
 Items are ``{"chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels"}`` (what
 ``torchtune.data.padded_collate_dpo`` takes); only the response tokens (and, for chat, the final
@@ -43,10 +38,10 @@ from torchtune.data import CROSS_ENTROPY_IGNORE_IDX, Message
 
 from cruijff_kit.tools.torchtune.datasets import (
     DATASET_TYPES,
-    SPLITS,
     InputOutputDataset,
     _format_prompt,
-    _read_json,
+    check_record,
+    read_split_records,
 )
 
 __all__ = ["PreferenceDataset", "preference_dataset", "load_preference_split", "ROLES"]
@@ -89,40 +84,12 @@ def load_preference_split(source: str | os.PathLike, split: str) -> list[dict[st
             object, lacks ``prompt``/``messages``, ``chosen`` or ``rejected``, or has a bad value
             (the message names the record's index and key).
     """
-    path = Path(source).expanduser().resolve()
-    if split not in SPLITS:
-        raise ValueError(f"{path}: split must be one of {', '.join(SPLITS)}, got {split!r}")
-    data = _read_json(path)
-    if isinstance(data, list):
-        if split != "train":
-            raise ValueError(f"{path}: the file is one top-level list (the 'train' split); there is no "
-                             f"{split!r} split; write {{\"train\": [...], \"{split}\": [...]}} to have one")
-        records = data
-    elif isinstance(data, dict):
-        if split not in data:
-            have = ", ".join(repr(k) for k in data) or "none"
-            raise ValueError(f"{path}: no {split!r} split (top-level keys: {have})")
-        records = data[split]
-    else:
-        raise ValueError(f"{path}: expected a list of preference records or an object of splits, "
-                         f"got a {type(data).__name__}")
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: {split!r} must be a list of {{'prompt', 'chosen', 'rejected'}} records, "
-                         f"got a {type(records).__name__}")
-    if not records:
-        raise ValueError(f"{path}: the {split!r} split is empty")
+    path, records = read_split_records(source, split, shape="{'prompt', 'chosen', 'rejected'}", top_list=True)
     out = []
     for i, rec in enumerate(records):
         where = f"{path}: {split}[{i}]"
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where} must be an object with 'prompt', 'chosen' and 'rejected', "
-                             f"got a {type(rec).__name__}")
-        missing = [k for k in _RESPONSE_KEYS if k not in rec]
-        if "prompt" not in rec and "messages" not in rec:
-            missing.insert(0, "prompt")
-        if missing:
-            raise ValueError(f"{where} lacks {' and '.join(repr(k) for k in missing)} "
-                             f"(keys: {', '.join(map(repr, rec)) or 'none'})")
+        prompt = () if isinstance(rec, dict) and "messages" in rec else ("prompt",)
+        check_record(rec, where, (*prompt, *_RESPONSE_KEYS), "'prompt', 'chosen' and 'rejected'")
         if "prompt" in rec and "messages" in rec:
             raise ValueError(f"{where} has both 'prompt' and 'messages'; give one of them")
         item: dict[str, Any] = {k: _need_text(rec[k], where=where, field=k) for k in _RESPONSE_KEYS}

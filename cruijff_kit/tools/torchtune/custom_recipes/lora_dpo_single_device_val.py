@@ -69,7 +69,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torchtune import config, training, utils
+from torchtune import config, utils
 from torchtune.data import CROSS_ENTROPY_IGNORE_IDX
 from torchtune.modules.peft import disable_adapter
 from tqdm import tqdm
@@ -99,23 +99,7 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
 
     # ------------------------------------------------------------------ setup
     def setup(self, cfg: DictConfig) -> None:
-        self._setup_metric_loggers(cfg)
-
-        resume_state = self._load_resume_state(cfg) if self._resume else None
-        self._checkpointer = config.instantiate(self._checkpointer_cfg(cfg.checkpointer))
-        base_sd = self._checkpointer.load_checkpoint()[training.MODEL_KEY]
-        if as_bool(cfg.get("low_cpu_ram", False), "low_cpu_ram"):
-            import torchtune.modules.common_utils as common_utils
-
-            common_utils._use_low_cpu_ram = True
-        self._model = self._setup_model(cfg.model, base_sd, resume_state["adapter"] if resume_state else None)
-        del base_sd
-        self._tokenizer = config.instantiate(cfg.tokenizer)
-
-        self._optimizer = config.instantiate(cfg.optimizer, self._model.parameters())
-        if resume_state:
-            self._optimizer.load_state_dict(resume_state[training.OPT_KEY])
-
+        resume_state = self._setup_policy(cfg)
         loss_cfg = cfg.get("loss", None) or {"_component_": "torchtune.rlhf.loss.DPOLoss"}
         self._loss_fn = config.instantiate(loss_cfg)
         self._ignore_index = CROSS_ENTROPY_IGNORE_IDX
@@ -151,10 +135,7 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
                 num_training_steps=self.total_epochs * self._steps_per_epoch, last_epoch=self.global_step - 1)
         else:
             self._lr_scheduler = None
-        self._profiler = self._setup_profiler(cfg.get("profiler", None))
-        self._stats["setup_s"] += time.perf_counter() - self._t_start
-        self._stats["jobs"] += 1
-        self._stats.update(self._static_facts(cfg))
+        self._finish_setup(cfg)
 
     @staticmethod
     def _check_preference_items(ds, key: str) -> None:
@@ -332,7 +313,7 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
             s["best_train_loss"] = loss
         if s["best_reward_accuracy"] is None or acc > s["best_reward_accuracy"]:
             s["best_reward_accuracy"] = acc
-        log_dict = {
+        self._log_step({
             "loss": loss,
             "lr": float(self._optimizer.param_groups[0]["lr"]),
             "tokens_per_second_per_gpu": trained / seconds if seconds > 0 else 0.0,
@@ -342,13 +323,7 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
             "rewards/margins": margin,
             "log_probs/chosen": logp_c,
             "log_probs/rejected": logp_r,
-        }
-        if self._log_peak_memory_stats:
-            self._track_gpu_peak()
-            log_dict.update(training.get_memory_stats(device=self._device))
-        if grad_norm is not None:
-            log_dict["grad_norm"] = float(grad_norm)
-        self._metric_logger.log_dict(log_dict, step=self.global_step)
+        }, grad_norm)
 
     # ------------------------------------------------------------------ outputs
     def _write_summary(self) -> None:
@@ -390,11 +365,7 @@ class LoRADPORecipeSingleDeviceVal(LoRAFinetuneRecipeSingleDeviceVal):
 @config.parse
 def recipe_main(cfg: DictConfig) -> None:
     """Single-device LoRA DPO with validation (cruijff_kit). Config: --config FILE [key=value ...]."""
-    config.log_config(recipe_name="LoRADPORecipeSingleDeviceVal", cfg=cfg)
-    recipe = LoRADPORecipeSingleDeviceVal(cfg=cfg)
-    recipe.setup(cfg=cfg)
-    recipe.train()
-    recipe.cleanup()
+    LoRADPORecipeSingleDeviceVal.main(cfg)
 
 
 if __name__ == "__main__":

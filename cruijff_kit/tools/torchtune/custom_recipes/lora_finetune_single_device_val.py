@@ -166,7 +166,9 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         self._metric_logger = MetricLoggers(loggers)
         self._metric_logger.log_config(cfg)
 
-    def setup(self, cfg: DictConfig) -> None:
+    def _setup_policy(self, cfg: DictConfig) -> dict[str, Any] | None:
+        """Metric loggers, checkpointer, model (+ the saved adapter on resume), tokenizer and optimizer (+ its
+        saved state): the setup both recipes share. Returns the resume state (None on a fresh start)."""
         self._setup_metric_loggers(cfg)
 
         resume_state = self._load_resume_state(cfg) if self._resume else None
@@ -186,7 +188,17 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         self._optimizer = config.instantiate(cfg.optimizer, self._model.parameters())
         if resume_state:
             self._optimizer.load_state_dict(resume_state[training.OPT_KEY])
+        return resume_state
 
+    def _finish_setup(self, cfg: DictConfig) -> None:
+        """Profiler, setup time and the static facts of the compute record (last step of setup)."""
+        self._profiler = self._setup_profiler(cfg.get("profiler", None))
+        self._stats["setup_s"] += time.perf_counter() - self._t_start
+        self._stats["jobs"] += 1
+        self._stats.update(self._static_facts(cfg))
+
+    def setup(self, cfg: DictConfig) -> None:
+        resume_state = self._setup_policy(cfg)
         self._loss_fn = config.instantiate(cfg.loss)
         if self._compile:
             self._loss_fn = training.compile_loss(self._loss_fn)
@@ -222,10 +234,7 @@ class LoRAFinetuneRecipeSingleDeviceVal:
             num_training_steps=self.total_epochs * self._steps_per_epoch,
             last_epoch=self.global_step - 1,
         )
-        self._profiler = self._setup_profiler(cfg.get("profiler", None))
-        self._stats["setup_s"] += time.perf_counter() - self._t_start
-        self._stats["jobs"] += 1
-        self._stats.update(self._static_facts(cfg))
+        self._finish_setup(cfg)
 
     def _compute_steps_per_epoch(self) -> int:
         steps = len(self._dataloader) // self._gradient_accumulation_steps
@@ -521,11 +530,14 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         stats["final_train_loss"] = loss
         if stats["best_train_loss"] is None or loss < stats["best_train_loss"]:
             stats["best_train_loss"] = loss
-        log_dict = {
+        self._log_step({
             "loss": loss,
             "lr": self._optimizer.param_groups[0]["lr"],
             "tokens_per_second_per_gpu": trained / seconds if seconds > 0 else 0.0,
-        }
+        }, grad_norm)
+
+    def _log_step(self, log_dict: dict[str, float], grad_norm) -> None:
+        """A logged optimizer step's metrics plus peak memory (when configured) and the grad norm (when clipped)."""
         if self._log_peak_memory_stats:
             self._track_gpu_peak()
             log_dict.update(training.get_memory_stats(device=self._device))
@@ -634,14 +646,20 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         self._metric_logger.close()
 
 
+    @classmethod
+    def main(cls, cfg: DictConfig) -> None:
+        """What `recipe_main` does with the parsed config: log it, set up, train, clean up."""
+        config.log_config(recipe_name=cls.__name__, cfg=cfg)
+        recipe = cls(cfg=cfg)
+        recipe.setup(cfg=cfg)
+        recipe.train()
+        recipe.cleanup()
+
+
 @config.parse
 def recipe_main(cfg: DictConfig) -> None:
     """Single-device LoRA fine-tuning with validation (cruijff_kit). Config: --config FILE [key=value ...]."""
-    config.log_config(recipe_name="LoRAFinetuneRecipeSingleDeviceVal", cfg=cfg)
-    recipe = LoRAFinetuneRecipeSingleDeviceVal(cfg=cfg)
-    recipe.setup(cfg=cfg)
-    recipe.train()
-    recipe.cleanup()
+    LoRAFinetuneRecipeSingleDeviceVal.main(cfg)
 
 
 if __name__ == "__main__":
