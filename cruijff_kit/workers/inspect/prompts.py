@@ -46,9 +46,14 @@ def _yaml(path: Path) -> dict:
 
 
 def _tokenizer_dir(config: dict) -> Path | None:
+    from cruijff_kit.tools.torchtune.pick_epoch import resolve_dir
+
     for key in ("model_path", "base_model_path"):
         if config.get(key):
-            path = Path(config[key])
+            try:  # an epoch_best / epoch_last stand-in: the epoch the eval job picks (once the run trained)
+                path = resolve_dir(config[key])[0]
+            except ValueError:
+                continue
             if any((path / name).is_file() for name in TOKENIZER_FILES):
                 return path
     return None
