@@ -59,7 +59,7 @@ def row_epoch_problems(i: int, row: dict, run: str, trained_epochs: int, validat
         seen[epoch] = j
         if isinstance(epoch, int) and epoch >= trained_epochs:  # negatives: the schema's
             problems.error(where, f"epoch {epoch} does not exist ({run} trains {trained_epochs} epochs)",
-                           f"epochs are 0-indexed: use 0..{last}, best or last")
+                           f"epochs are 0-indexed: use 0..{last}")
         elif epoch == "best" and not validates:
             problems.error(where, f"best needs validation losses but {run} sets validation_during_training: false",
                            "set validation_during_training: true (data with a validation split) or use last")
