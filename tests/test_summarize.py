@@ -25,7 +25,7 @@ RUNS = ["pp_output_only", "pp_input_and_output", "up_output_only", "up_input_and
 TRAINED = RUNS[:4]
 CELLS = [("pp_output_only", 0), ("pp_output_only", 1), ("pp_input_and_output", 1), ("up_output_only", 0),
          ("up_output_only", 1), ("up_input_and_output", 1), ("base_pp", None), ("base_up", None)]
-COLUMNS = ["run", "type", "model", "dataset_label", "train_on_input", "task", "epoch", "status", "samples",
+COLUMNS = ["run", "type", "model", "dataset_label", "train_on_input", "task", "epoch", "resolved_epoch", "status", "samples",
            "completed_samples", "match_accuracy", "match_stderr", "numeric_accuracy", "numeric_stderr",
            "base_run", "match_accuracy_delta", "numeric_accuracy_delta",
            "final_train_loss", "final_train_step", "best_train_loss", "best_train_step",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cruijff_kit import logbook
 from cruijff_kit.compute.estimates import SAFETY, plan_estimates, totals
+from cruijff_kit.experiment.epochs import epoch_text
 from cruijff_kit.experiment.model import Experiment
 from cruijff_kit.render import RESULTS_BLOCK, STATUS_BLOCK, render
 from cruijff_kit.settings import Settings
@@ -18,7 +19,7 @@ def initial_status_block(exp: Experiment) -> str:
     lines = [STATUS_START, "### Fine-tuning", "| Run | Status | Job ID | Started | Ended |", "|---|---|---|---|---|"]
     lines += [f"| {r.name} | pending | - | - | - |" for r in exp.runs if r.trains]
     lines += ["", "### Evaluation", "| Run | Task | Epoch | Status | Job ID |", "|---|---|---|---|---|"]
-    lines += [f"| {c.run} | {c.task} | {'base' if c.epoch is None else c.epoch} | pending | - |" for c in exp.cells()]
+    lines += [f"| {c.run} | {c.task} | {epoch_text(c.epoch)} | pending | - |" for c in exp.cells()]
     lines.append(STATUS_END)
     return "\n".join(lines)
 

@@ -25,7 +25,9 @@ column; functions take that directory and return a Path.
         gpu_samples.csv          GPU_SAMPLES                    nvidia-smi samples of a GPU job (also in cell dirs)
         eval/                    EVAL_DIR
           {task}[_epoch{N}]/     cell_dirname(), cell_relpath(), cell_dir()   one eval cell
+          {task}_epoch_best/     (matrix `epochs: best` / `last`: epoch_suffix(); resolved when the eval runs)
             eval_config.yaml     EVAL_CONFIG
+            resolved_epoch.json  RESOLVED_EPOCH, resolved_epoch_file()   the epoch a best/last cell evaluated
             inspect.slurm        EVAL_SCRIPT
             logs/                LOGS, cell_logs()              inspect-ai's .eval logs
       <script>.exitcode          EXIT_CODE_SUFFIX, exit_code_file()   the status a job script writes when it ends
@@ -37,7 +39,8 @@ column; functions take that directory and return a Path.
     {output_dir}/                a training run's outputs (where: settings.output_dir(exp, run))
       epoch_{N}/                 EPOCH_PREFIX, EPOCH_DIR (regex), epoch_dirname(), epoch_dir(), epoch_of(),
                                  saved_epochs()   a checkpoint per epoch (0-indexed)
-      epoch_best                 EPOCH_BEST, epoch_best_dir()   a name, never a folder: the job picks the best epoch
+      epoch_best, epoch_last     EPOCH_BEST, EPOCH_LAST, epoch_best_dir(), epoch_named_dir(), named_epoch_of()
+                                 names (NAMED_EPOCHS), never folders: the job picks the epoch (pick_epoch)
       logs/                      LOGS, logs_dir()             torchtune's DiskLogger
       training_summary.json      TRAINING_SUMMARY, training_summary()   what our recipes report each epoch
 """
@@ -72,6 +75,8 @@ LOGS = "logs"
 JOB_LOG = "slurm-%j.out"
 EXIT_CODE_SUFFIX = ".exitcode"
 TRAINING_SUMMARY = "training_summary.json"
+RESOLVED_EPOCH = "resolved_epoch.json"  # {"epoch": "best", "resolved_epoch": N, ...}: written by the eval job
+NAMED_EPOCHS = ("best", "last")  # epochs known only once the run has trained
 
 # globs over an experiment dir
 RUN_COMPUTE_GLOB = f"*/{COMPUTE}"  # every run's training compute record
@@ -117,9 +122,16 @@ def is_run_dir(path: str | Path) -> bool:
     return path.is_dir() and ((path / FINETUNE_SCRIPT).exists() or (path / EVAL_DIR).is_dir())
 
 
-def cell_dirname(task: str, epoch: int | None) -> str:
-    """`{task}` for a cell without epochs (control, eval-only), else `{task}_epoch{N}`."""
-    return task if epoch is None else f"{task}_epoch{epoch}"
+def epoch_suffix(epoch: int | str | None) -> str:
+    """`` (no epoch), `_epoch{N}`, or `_epoch_best` / `_epoch_last` for an epoch picked when the eval runs."""
+    if epoch is None:
+        return ""
+    return f"_epoch_{epoch}" if epoch in NAMED_EPOCHS else f"_epoch{epoch}"
+
+
+def cell_dirname(task: str, epoch: int | str | None) -> str:
+    """`{task}` for a cell without epochs (control, eval-only), else `{task}_epoch{N}` / `{task}_epoch_best`."""
+    return task + epoch_suffix(epoch)
 
 
 def cell_relpath(run: str, dirname: str) -> str:
@@ -140,6 +152,8 @@ def cell_compute_files(run_dir_: str | Path) -> list[Path]:
     return sorted(Path(run_dir_).glob(CELL_COMPUTE_GLOB))
 
 
+resolved_epoch_file = _in(RESOLVED_EPOCH, "Which epoch a `best` / `last` cell evaluated (written by the eval job "
+                                          "when it resolves the epoch), in the cell dir.")
 provenance_file = _in(PROVENANCE, "What a job was made from (tools/provenance.py), next to its compute record.")
 compute_file = _in(COMPUTE, "A job's compute record, next to its script (run dir or eval cell dir).")
 job_log = _in(JOB_LOG, "A job's stdout/stderr in its log dir (%j: the job id).")
@@ -150,7 +164,7 @@ def exit_code_file(script: str | Path) -> str:
 
 
 # -- a training run's output dir -------------------------------------------------------------------
-def epoch_dirname(epoch: int) -> str:
+def epoch_dirname(epoch: int | str) -> str:
     return f"{EPOCH_PREFIX}{epoch}"
 
 
@@ -159,8 +173,26 @@ def epoch_dir(output_dir: str | Path, epoch: int) -> Path:
 
 
 EPOCH_BEST = f"{EPOCH_PREFIX}best"
-epoch_best_dir = _in(EPOCH_BEST, "Stands for the run's best epoch by validation loss; the job resolves it "
-                                  "with tools/torchtune/pick_epoch.")
+EPOCH_LAST = f"{EPOCH_PREFIX}last"
+
+
+def epoch_named_dir(output_dir: str | Path, which: str) -> Path:
+    """Stands for the run's `best` (lowest validation loss) or `last` epoch: a name, never a folder; the job
+    resolves it with tools/torchtune/pick_epoch once the run has trained."""
+    if which not in NAMED_EPOCHS:
+        raise ValueError(f"{which!r} is not one of {', '.join(NAMED_EPOCHS)}")
+    return Path(output_dir) / epoch_dirname(which)
+
+
+def epoch_best_dir(output_dir: str | Path) -> Path:
+    """Stands for the run's best epoch by validation loss; the job resolves it with tools/torchtune/pick_epoch."""
+    return epoch_named_dir(output_dir, "best")
+
+
+def named_epoch_of(path: str | Path) -> str | None:
+    """`best` / `last` when a checkpoint path is an epoch_best / epoch_last stand-in, else None."""
+    name = Path(path).name
+    return next((w for w in NAMED_EPOCHS if name == epoch_dirname(w)), None)
 
 
 def epoch_of(name: str) -> int | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from cruijff_kit.files import read_yaml as files_read_yaml
 from cruijff_kit.errors import Problem, ProblemList, UserError, ValidationFailed, closest
 from cruijff_kit.experiment import layout
+from cruijff_kit.experiment.epochs import row_epoch_problems
 from cruijff_kit.experiment.expand import unevaluated
 from cruijff_kit.experiment.model import (
     BaseModel, Controls, Dataset, Evaluation, Experiment, Gate, Run, Stage, Task, as_bool,
@@ -88,6 +89,7 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
     tasks = {t.get("name") for t in evaluation.get("tasks", [])}
     run_names: dict[str, int] = {}
     epochs_of: dict[str, int] = {}
+    validates: dict[str, bool] = {}
     types: dict[str, str] = {}
     for i, run in enumerate(runs):
         name = run.get("name")
@@ -97,6 +99,7 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
         run_names[name] = i
         params = {**controls, **(run.get("parameters") or {})}
         epochs_of[name] = params.get("epochs", Controls.epochs)
+        validates[name] = as_bool(params.get("validation_during_training", Controls.validation_during_training))
         types[name] = run.get("type")
         kind = _run_type(run.get("type"))
         given_checkpoint = kind is not None and kind.needs_checkpoint_path
@@ -174,21 +177,13 @@ def semantic_problems(data: dict, problems: ProblemList) -> None:
             if task not in tasks:
                 problems.error(f"evaluation.matrix[{i}].tasks[{j}]", f"'{task}' is not in evaluation.tasks",
                                closest(task, tasks) or f"known tasks: {', '.join(sorted(t for t in tasks if t))}")
-        epochs = row.get("epochs")
         kind = _run_type(types.get(run))
         if kind is not None and not kind.per_epoch:
-            if epochs is not None:
+            if row.get("epochs") is not None:
                 problems.error(f"evaluation.matrix[{i}].epochs", f"{types[run]} runs are evaluated once",
                                "set epochs: null")
-        elif epochs is None:
-            problems.error(f"evaluation.matrix[{i}].epochs", "fine-tuned runs need the epochs to evaluate",
-                           f"list 0-indexed epochs, e.g. [{epochs_of[run] - 1}]")
         else:
-            for j, e in enumerate(epochs):
-                if not 0 <= e < epochs_of[run]:
-                    problems.error(f"evaluation.matrix[{i}].epochs[{j}]",
-                                   f"epoch {e} does not exist ({run} trains {epochs_of[run]} epochs)",
-                                   f"epochs are 0-indexed: use 0..{epochs_of[run] - 1}")
+            row_epoch_problems(i, row, run, epochs_of[run], validates[run], problems)
     gen = ((data.get("data") or {}).get("preference") or {}).get("generate")
     if gen and gen.get("from_run") not in run_names:
         problems.error("data.preference.generate.from_run", f"'{gen.get('from_run')}' is not a run",

@@ -136,11 +136,12 @@ class Task:
 
 @dataclass(frozen=True)
 class Cell:
-    """One evaluation: a run's checkpoint (epoch, or None for control/eval-only) on one task."""
+    """One evaluation: a run's checkpoint (epoch number, `best` / `last` picked when the eval runs, or None
+    for control/eval-only) on one task."""
 
     run: str
     task: str
-    epoch: int | None
+    epoch: int | str | None
     vis_label: str = ""
 
     @property
@@ -233,9 +234,11 @@ class Experiment:
 
     def cells(self) -> list[Cell]:
         """Every (run, task, epoch) evaluation of the matrix, in a stable order."""
+        from cruijff_kit.experiment.epochs import row_epochs  # (tools/ import this module: keep it lean)
+
         out: list[Cell] = []
         for row in self.evaluation.matrix:
-            epochs = row.get("epochs") or [None]
+            epochs = row_epochs(row)
             for task in row["tasks"]:
                 for epoch in epochs:
                     out.append(Cell(row["run"], task, epoch, row.get("vis_label", "")))

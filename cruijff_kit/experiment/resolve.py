@@ -58,8 +58,10 @@ class ResolvedRun:
             return self.base_checkpoint
         return self.model.path if self.model is not None else None
 
-    def checkpoint(self, epoch: int) -> Path:
-        """The run's own saved checkpoint of one epoch."""
+    def checkpoint(self, epoch: int | str) -> Path:
+        """The run's own saved checkpoint of one epoch (`best` / `last`: the stand-in the eval job resolves)."""
+        if epoch in layout.NAMED_EPOCHS:
+            return layout.epoch_named_dir(self.output_dir, epoch)
         return layout.epoch_dir(self.output_dir, epoch)
 
 

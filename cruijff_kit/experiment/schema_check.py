@@ -91,8 +91,11 @@ def _describe(error) -> tuple[str, str]:
         return f"is {len(inst)} characters long", f"use at most {error.validator_value}"
     if v == "not":
         return f"{inst!r} is not allowed here", "choose another name"
-    if v == "anyOf":
-        return f"{inst!r} is not valid here", "see the schema for the accepted forms"
+    if v == "anyOf":  # a did-you-mean from the forms' enums, and the node's description as the fix
+        words = [c for sub in error.validator_value if isinstance(sub, dict) for c in sub.get("enum", ())]
+        near = closest(inst, words) if isinstance(inst, str) and words else ""
+        hint = error.schema.get("description") or "see the schema for the accepted forms"
+        return f"{inst!r} is not valid here", (f"{near} " if near else "") + hint
     return error.message.splitlines()[0], ""
 
 
@@ -119,8 +122,11 @@ def schema_problems(data: dict, problems: ProblemList) -> None:
         if error.validator == "anyOf" and error.context:
             # report the most specific sub-error (enum / type) instead of "not valid"
             best = min(error.context, key=lambda e: len(list(e.absolute_path)))
+            deepest = max(error.context, key=lambda e: len(list(e.absolute_path)))
             if best.validator == "enum":
                 error = best
+            elif isinstance(error.instance, list) and len(list(deepest.absolute_path)) > len(parts):
+                error, parts = deepest, list(deepest.absolute_path)  # a list with one bad item: name the item
         message, hint = _describe(error)
         path = key_path(parts)
         if (path, message) not in seen:

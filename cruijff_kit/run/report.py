@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from cruijff_kit.experiment import layout
+from cruijff_kit.experiment.epochs import epoch_text, job_epoch
 from cruijff_kit.files import replace_block
 from cruijff_kit.fmt import fmt_seconds, fmt_time
 from cruijff_kit.render import STATUS_BLOCK, render
@@ -88,7 +89,7 @@ def status_block(engine, st: dict) -> str:
                "started": fmt_time(js.get("started")), "ended": fmt_time(js.get("ended")),
                "duration": fmt_seconds(js.get("wall_s")) if js["state"] in TERMINAL else "-",
                "note": "; ".join(notes).replace("|", "\\|") or "-",
-               "task": job.task or "-", "epoch": "base" if job.epoch is None else job.epoch}
+               "task": job.task or "-", "epoch": epoch_text(*job_epoch(engine.exp_dir, job))}
         (eval_rows if job.kind == "eval" else train_rows).append(row)
     counts = Counter((st["jobs"].get(i) or {"state": PENDING})["state"] for i in engine.order)
     return render("status_tables.md.j2", start=STATUS_START, end=STATUS_END, updated=fmt_time(now()),

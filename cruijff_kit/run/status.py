@@ -42,6 +42,7 @@ def refreshed(engine) -> dict:
 
 def collect(engine, *, refresh: bool = True) -> dict:
     """Everything status shows, as one JSON-able dict."""
+    from cruijff_kit.experiment.epochs import job_epoch
     from cruijff_kit.run.executors import needs_runner
     from cruijff_kit.run.executors.base import log_tail
     from cruijff_kit.run.gates import gate_rows
@@ -64,6 +65,7 @@ def collect(engine, *, refresh: bool = True) -> dict:
         orphan = (needs_runner(js.get("executor")) and js["state"] == RUNNING and not alive)
         jobs.append({"id": job_id, "kind": job.kind, "run": job.run, "stage": engine.job_stage.get(job_id) or None,
                      "task": job.task or None, "epoch": job.epoch,
+                     "resolved_epoch": job_epoch(engine.exp_dir, job)[1] if job.kind == "eval" else None,
                      "after": list(job.after), "script": job.script, **js,
                      "runner_gone": orphan,
                      "gpu": read_gpu_summary(engine.exp_dir, job) or None if js["state"] in TERMINAL else None})
@@ -107,6 +109,8 @@ def format_text(data: dict) -> str:
             note = note or "queued"
         if (j.get("attempts") or 0) > 1:
             note = f"{note + '; ' if note else ''}attempt {j['attempts']}"
+        if j.get("resolved_epoch") is not None and j.get("epoch") != j["resolved_epoch"]:  # best / last
+            note = f"{note + '; ' if note else ''}{j['epoch']} = epoch {j['resolved_epoch']}"
         if j.get("gpu"):
             note = f"{note + '; ' if note else ''}{gpu_note(j['gpu'])}"
         lines.append(f"{j['id'].ljust(width)}  {j['state']:<10} {str(j.get('native_id') or '-'):<10} "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cruijff_kit.errors import UserError
 from cruijff_kit.experiment import layout
+from cruijff_kit.experiment.epochs import epoch_text, resolved_epoch
 from cruijff_kit.experiment.runtypes import RUN_TYPES
 from cruijff_kit.workers.inspect.scores import cell_logs, cell_scores
 from cruijff_kit.files import read_json
@@ -53,8 +54,9 @@ class Flag:
 class CellResult:
     run: str
     task: str
-    epoch: int | None
+    epoch: int | str | None  # a number, `best` / `last` (matrix names), None for a run evaluated once
     dirname: str
+    resolved_epoch: int | None = None  # the epoch evaluated: the number, or what the job picked for best / last
     status: str = "missing"  # success | error | cancelled | started | missing | unreadable
     log: str = ""  # the .eval file used, relative to the experiment dir
     logs_found: int = 0
@@ -71,6 +73,11 @@ class CellResult:
     @property
     def job_id(self) -> str:
         return f"{self.run}.eval.{self.dirname}"
+
+    @property
+    def epoch_text(self) -> str:
+        """`base`, `1`, `best`, or `best (1)` once its job picked the epoch (what the tables show)."""
+        return epoch_text(self.epoch, self.resolved_epoch)
 
 
 @dataclass
@@ -289,7 +296,8 @@ def collect(exp_dir: str | Path, *, settings=None, progress=print, saturation: f
             result.peak_memory_gb = _number(record, "peak_memory_gb", "gpu_peak_memory_gb")
         runs.append(result)
 
-    cells = [CellResult(c.run, c.task, c.epoch, c.dirname) for c in exp.cells()]
+    cells = [CellResult(c.run, c.task, c.epoch, c.dirname, c.epoch if isinstance(c.epoch, int) else
+                        resolved_epoch(layout.cell_dir(exp_dir, c.run, c.dirname))) for c in exp.cells()]
     found = {id(c): cell_logs(cell_log_dir(exp_dir, c.run, c.dirname)) for c in cells}
     total = sum(1 for c in cells if found[id(c)])
     progress(f"reading eval logs of {total} of {len(cells)} cells")
@@ -385,7 +393,7 @@ def add_statistics(collected: Collected, progress=print) -> None:
 def columns(collected: Collected) -> list[str]:
     """summary.csv's columns, in order (metric names with '.' -> '_')."""
     cols = ["run", "type", "model", *[v for v in collected.variables if v not in ("run", "type")],
-            "task", "epoch", "status", "samples", "completed_samples"]
+            "task", "epoch", "resolved_epoch", "status", "samples", "completed_samples"]
     cols += [m.replace(".", "_") for m in collected.metrics]
     if collected.has_controls:
         cols += ["base_run"] + [f"{m.replace('.', '_')}_delta" for m in collected.score_metrics]
@@ -412,9 +420,9 @@ def rows(collected: Collected) -> list[dict]:
 
     for cell in collected.cells:
         row = base(collected.run(cell.run))
-        row.update(task=cell.task, epoch=cell.epoch, status=cell.status, samples=cell.samples,
-                   completed_samples=cell.completed_samples, eval_wall_s=cell.eval_s, eval_state=cell.job_state,
-                   log=cell.log)
+        row.update(task=cell.task, epoch=cell.epoch, resolved_epoch=cell.resolved_epoch, status=cell.status,
+                   samples=cell.samples, completed_samples=cell.completed_samples, eval_wall_s=cell.eval_s,
+                   eval_state=cell.job_state, log=cell.log)
         for m in collected.metrics:
             row[m.replace(".", "_")] = cell.metrics.get(m)
         if collected.has_controls:

@@ -32,7 +32,7 @@ def value_text(value) -> str:
 
 
 def cell_label(cell) -> str:
-    return cell.run if cell.epoch is None else f"{cell.run} (epoch {cell.epoch})"
+    return cell.run if cell.epoch is None else f"{cell.run} (epoch {cell.epoch_text})"
 
 
 def metric_label(metric: str) -> str:

@@ -75,7 +75,7 @@ def score_tables(c: Collected) -> list[dict]:
                 value = cell.metrics.get(m)
                 scores.append(num(value) + (f" ± {num(err)}" if err is not None and value is not None else ""))
             body.append([md(cell.run), *[md(value_text(run.values.get(v, ""))) or "-" for v in c.variables],
-                         "base" if cell.epoch is None else str(cell.epoch), *[md(s) for s in scores],
+                         cell.epoch_text, *[md(s) for s in scores],
                          *[signed(cell.deltas.get(m)) for m in deltas],
                          "-" if cell.completed_samples is None else str(cell.completed_samples)])
         tables.append({"task": task, "header": header, "rows": body})

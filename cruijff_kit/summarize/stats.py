@@ -81,7 +81,7 @@ def configurations(exp) -> dict[str, list[str]]:
 class Arm:
     config: str
     task: str
-    epoch: int | None
+    epoch: int | str | None  # a number, best / last (each replicate's own pick), None for base
     cells: list = field(default_factory=list)  # successful CellResults, one per replicate
     scores: list = field(default_factory=list)  # per replicate: {scorer: {key: value}}
 

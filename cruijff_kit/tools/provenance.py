@@ -47,8 +47,14 @@ def file_record(path: str | Path) -> dict:
 
 
 def model_record(folder: str | Path) -> dict:
-    """config.json and weight index hashes, weight file names and sizes of a model or checkpoint dir."""
-    folder = Path(folder)
+    """config.json and weight index hashes, weight file names and sizes of a model or checkpoint dir
+    (an `epoch_best` / `epoch_last` stand-in is the epoch the job picks: pick_epoch.resolve_dir)."""
+    from cruijff_kit.tools.torchtune.pick_epoch import resolve_dir
+
+    try:
+        folder = resolve_dir(folder)[0]
+    except ValueError:  # not trained (yet): recorded as missing below
+        folder = Path(folder)
     if not folder.is_dir():
         return {"path": str(folder), "missing": True}
     weights = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES

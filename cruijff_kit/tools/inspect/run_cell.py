@@ -133,14 +133,16 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
 def _base_dir(config: dict) -> Path | None:
     """base_model_path, with a base epoch `best` resolved exactly as training resolves it (pick_epoch)."""
     base = Path(config["base_model_path"]) if config.get("base_model_path") else None
-    if base is not None and (base.name == layout.EPOCH_BEST or str(config.get("base_epoch")) == "best"):
-        from cruijff_kit.tools.torchtune.pick_epoch import pick
+    if base is None:
+        return None
+    from cruijff_kit.tools.torchtune.pick_epoch import resolve_dir
 
-        try:
-            base = layout.epoch_dir(base.parent, pick(base.parent, "best"))
-        except ValueError as exc:
-            raise CellError(str(exc)) from None
-    return base
+    if str(config.get("base_epoch")) == "best":  # configs that named the base's epoch_N and base_epoch: best
+        base = layout.epoch_best_dir(base.parent)
+    try:
+        return resolve_dir(base)[0]
+    except ValueError as exc:
+        raise CellError(str(exc)) from None
 
 
 def resolve_model(config: dict) -> tuple[Path, Path, Path | None]:
@@ -340,6 +342,11 @@ def run(config: dict) -> int:
     started = time.monotonic()
     label = config.get("cell") or config["task"]
     device = str(config.get("device") or "cpu")
+    from cruijff_kit.tools.inspect.cell_epoch import resolve_cell
+
+    config = resolve_cell(config)  # epochs: best / last -> the run's epoch_N, recorded in resolved_epoch.json
+    if config.get("resolved_epoch") is not None:
+        say(f"eval {label}: {config['epoch']} epoch of run {config.get('run')} is epoch {config['resolved_epoch']}")
     model_dir, tokenizer_dir, adapter_dir = resolve_model(config)  # cheap file checks first, then imports
     if adapter_dir is not None:
         say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
@@ -365,8 +372,8 @@ def run(config: dict) -> int:
     say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
         f"{config.get('dataset_type', 'chat_completion')}, "
         f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
-    metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "cell",
-                                            "vis_label", "dataset_type")}
+    metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "resolved_epoch",
+                                            "cell", "vis_label", "dataset_type")}
     metadata.update(model_path=str(config["model_path"]), task_args=given)
     PROGRESS.update(active=True, done=0, total=total, label=label, every=max(1, total // 10),
                     started=time.monotonic())

@@ -4,7 +4,10 @@
 
 Prints the epoch number (0-indexed), or with --dir the checkpoint directory OUTPUT_DIR/epoch_N.
 `best` = the saved epoch with the lowest epoch-end val_loss in OUTPUT_DIR/training_summary.json
-(written by our recipes); without validation losses it falls back to the last saved epoch.
+(written by our recipes); without validation losses it falls back to the last saved epoch, unless the
+caller requires them (`require_val`: an eval matrix's `epochs: best`, which raises NoValidationLoss instead).
+`resolve_dir(path)` turns an `epoch_best` / `epoch_last` stand-in (layout.epoch_named_dir) into the real
+`epoch_N` directory; every job that meets such a path resolves it here, so the rule exists once.
 Exit 1 (message on stderr) when the run saved no epoch at all. Imports nothing heavy.
 """
 from __future__ import annotations
@@ -15,11 +18,27 @@ import sys
 from pathlib import Path
 
 from cruijff_kit.experiment.layout import TRAINING_SUMMARY as SUMMARY_FILE
-from cruijff_kit.experiment.layout import epoch_dir, epoch_dirname, saved_epochs
+from cruijff_kit.experiment.layout import epoch_dir, epoch_dirname, named_epoch_of, saved_epochs
 
 
-def pick(output_dir: str | Path, which: str | int) -> int:
-    """The epoch to use; ValueError when nothing fits."""
+class NoValidationLoss(ValueError):
+    """`best` was required to come from validation losses, and the run recorded none."""
+
+
+def val_losses(output_dir: str | Path) -> dict[int, float]:
+    """{epoch: epoch-end val_loss} recorded in training_summary.json (epochs without one left out)."""
+    try:
+        epochs = json.loads((Path(output_dir) / SUMMARY_FILE).read_text()).get("epochs") or []
+    except (OSError, ValueError, AttributeError):
+        epochs = []
+    return {e["epoch"]: float(e["val_loss"]) for e in epochs
+            if isinstance(e, dict) and isinstance(e.get("epoch"), int)
+            and isinstance(e.get("val_loss"), (int, float)) and not isinstance(e.get("val_loss"), bool)
+            and not math.isnan(float(e["val_loss"]))}
+
+
+def pick(output_dir: str | Path, which: str | int, *, require_val: bool = False) -> int:
+    """The epoch to use; ValueError when nothing fits (NoValidationLoss: `best` without val losses, required)."""
     out = Path(output_dir)
     saved = saved_epochs(out)
     if not saved:
@@ -33,14 +52,22 @@ def pick(output_dir: str | Path, which: str | int) -> int:
         return int(which)
     if which != "best":
         raise ValueError(f"'{which}' is not best, last or an epoch number")
-    try:
-        epochs = json.loads((out / SUMMARY_FILE).read_text()).get("epochs") or []
-    except (OSError, ValueError):
-        epochs = []
-    losses = {e["epoch"]: e.get("val_loss") for e in epochs if isinstance(e, dict) and "epoch" in e}
-    scored = [(float(v), ep) for ep, v in losses.items()
-              if ep in saved and isinstance(v, (int, float)) and not math.isnan(float(v))]
+    losses = val_losses(out)
+    scored = [(loss, ep) for ep, loss in losses.items() if ep in saved]
+    if not scored and require_val:
+        raise NoValidationLoss(f"{out / SUMMARY_FILE} records no validation loss for any saved epoch")
     return min(scored)[1] if scored else saved[-1]
+
+
+def resolve_dir(path: str | Path, *, require_val: bool = False) -> tuple[Path, int | None]:
+    """(the checkpoint dir, the epoch picked): an `epoch_best` / `epoch_last` stand-in becomes the run's
+    `epoch_N` (ValueError when that is impossible); any other path is returned as it is, with None."""
+    path = Path(path)
+    which = named_epoch_of(path)
+    if which is None:
+        return path, None
+    epoch = pick(path.parent, which, require_val=require_val)
+    return epoch_dir(path.parent, epoch), epoch
 
 
 def main(argv: list[str] | None = None) -> int:

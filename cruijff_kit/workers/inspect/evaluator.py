@@ -1,7 +1,8 @@
 """Evaluation worker (inspect-ai): one eval cell per (run, task, epoch) of the design's matrix.
 
-Each cell directory `{exp.dir}/{run}/eval/{task}_epoch{N}/` (or `{run}/eval/{task}/` for control and
-eval-only runs) gets `eval_config.yaml` (everything the in-job runner needs) and `inspect.slurm`
+Each cell directory `{exp.dir}/{run}/eval/{task}_epoch{N}/` (`{task}_epoch_best/` for `epochs: best`, whose
+model_path is the stand-in `epoch_best` the job resolves: tools/inspect/cell_epoch.py; or `{run}/eval/{task}/`
+for control and eval-only runs) gets `eval_config.yaml` (everything the in-job runner needs) and `inspect.slurm`
 (extends templates/job.sh.j2; payload: `python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml`).
 Job ids: `{run}.eval.{cell_dirname}`, after `{run}.train` for runs that train.
 
@@ -182,7 +183,7 @@ def cell_relpath(cell: Cell) -> str:
 def vis_label(cell: Cell) -> str:
     if cell.vis_label:
         return cell.vis_label
-    return cell.run if cell.epoch is None else f"{cell.run}_epoch{cell.epoch}"
+    return cell.run + layout.epoch_suffix(cell.epoch)
 
 
 def job_id(cell: Cell) -> str:

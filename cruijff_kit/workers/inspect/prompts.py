@@ -50,11 +50,19 @@ def _has_tokenizer(path: Path) -> bool:
 
 
 def _tokenizer_dir(config: dict, finetune: dict) -> Path | None:
-    """Where the cell's HF tokenizer lives: the checkpoint or base model, else (a run trained from another run's
-    checkpoint that does not exist yet, e.g. DPO after SFT) the root model whose tokenizer training reads."""
+    """Where the cell's HF tokenizer lives: the checkpoint or base model (an epoch_best / epoch_last stand-in:
+    the epoch the eval job picks, once the run trained), else (a run trained from another run's checkpoint
+    that does not exist yet, e.g. DPO after SFT) the root model whose tokenizer training reads."""
+    from cruijff_kit.tools.torchtune.pick_epoch import resolve_dir
+
     for key in ("model_path", "base_model_path"):
-        if config.get(key) and _has_tokenizer(Path(config[key])):
-            return Path(config[key])
+        if config.get(key):
+            try:
+                path = resolve_dir(config[key])[0]
+            except ValueError:
+                continue
+            if _has_tokenizer(path):
+                return path
     trained_with = str((finetune.get("tokenizer") or {}).get("path") or "")
     if trained_with and "${" not in trained_with:
         return next((p for p in Path(trained_with).parents if _has_tokenizer(p)), None)
