@@ -329,30 +329,36 @@ def _register_progress_hook() -> None:
 
 
 # -- main ------------------------------------------------------------------------------------------
-def run(config: dict) -> int:
+def quiet_environment() -> None:
+    """Offline, no tokenizer threads, no progress bars in job logs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no \r progress bars in job logs
-    started = time.monotonic()
-    label = config.get("cell") or config["task"]
-    device = str(config.get("device") or "cpu")
-    model_dir, tokenizer_dir, adapter_dir = resolve_model(config)  # cheap file checks first, then imports
-    if adapter_dir is not None:
-        say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
-    margs = model_args(config, model_dir, tokenizer_dir, adapter_dir)
-    check_device(device)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def cell_model(config: dict) -> tuple[Path, dict, Path | None]:
+    """(model_dir, model_args, adapter_dir) of one cell: where its checkpoint resolves to (cheap file checks,
+    no model loaded). The one per-cell resolution both runners use: run() here and run_group per cell."""
+    model_dir, tokenizer_dir, adapter_dir = resolve_model(config)
+    return model_dir, model_args(config, model_dir, tokenizer_dir, adapter_dir), adapter_dir
+
+
+def evaluate(config: dict, model, margs: dict, model_dir: Path) -> int:
+    """Evaluate one cell with `model`: a provider name that inspect loads with `margs`, or a loaded Model
+    (a grouped job's; `margs` are then only recorded in the log). 0 on success, 1 when the eval failed."""
     from inspect_ai import eval as inspect_eval
 
-    from cruijff_kit.tools.inspect.provider import register
     from cruijff_kit.tools.inspect.scorers import generate_config
 
+    started = time.monotonic()
+    label = config.get("cell") or config["task"]
     task, given = build_task(config)
     log_dir = Path(config["log_dir"])
     log_dir.mkdir(parents=True, exist_ok=True)
     limit = config.get("limit")
     total = sample_count(task, limit)
-    say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
+    say(f"eval {label}: {total} samples, model {model_dir}, device {config.get('device') or 'cpu'}, "
         f"{config.get('dataset_type', 'chat_completion')}, "
         f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
     metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "cell",
@@ -362,7 +368,7 @@ def run(config: dict) -> int:
                     started=time.monotonic())
     _register_progress_hook()
     try:
-        logs = inspect_eval(task, model=register(), model_args=margs, log_dir=str(log_dir), limit=limit,
+        logs = inspect_eval(task, model=model, model_args=margs, log_dir=str(log_dir), limit=limit,
                             display="none", log_level="warning", metadata=metadata,
                             **generate_args(config), **generate_config(config.get("scorers")))
     finally:
@@ -378,6 +384,17 @@ def run(config: dict) -> int:
         say(f"eval {label}: {score.name}: {metrics}")
     say(f"eval {label}: done in {elapsed:.1f}s; log {log.location}")
     return 0
+
+
+def run(config: dict) -> int:
+    quiet_environment()
+    model_dir, margs, adapter_dir = cell_model(config)  # cheap file checks first, then imports
+    if adapter_dir is not None:
+        say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
+    check_device(str(config.get("device") or "cpu"))
+    from cruijff_kit.tools.inspect.provider import register
+
+    return evaluate(config, register(), margs, model_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
