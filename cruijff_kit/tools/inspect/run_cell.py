@@ -45,18 +45,25 @@ def say(message: str) -> None:
 REQUIRED = ("task", "task_script", "task_function", "model_path", "log_dir")
 
 
-def load_config(path: str | Path) -> dict:
+def read_mapping(path: str | Path, what: str) -> dict:
+    """A YAML mapping a runner reads (eval_config.yaml, eval_group.yaml); any problem is a one-line CellError."""
     from cruijff_kit.files import YAMLInputError, read_yaml
 
     path = Path(path)
     if not path.is_file():
-        raise CellError(f"{path}: eval config not found")
+        raise CellError(f"{path}: {what} not found")
     try:
-        config = read_yaml(path)
+        data = read_yaml(path)
     except YAMLInputError as exc:
         raise CellError(str(exc)) from None
-    if not isinstance(config, dict):
+    if not isinstance(data, dict):
         raise CellError(f"{path}: expected a mapping")
+    return data
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    config = read_mapping(path, "eval config")
     missing = [k for k in REQUIRED if not config.get(k)]
     if missing:
         raise CellError(f"{path}: missing {', '.join(missing)}; re-run `cruijff-kit scaffold`")
@@ -397,16 +404,21 @@ def run(config: dict) -> int:
     return evaluate(config, register(), margs, model_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
+def entry(argv: list[str] | None, module: str, file: str, load, runner) -> int:
+    """`python -m MODULE FILE`: runner(load(FILE)); a CellError is one line on stderr and exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml", file=sys.stderr)
+        print(f"usage: python -m {module} {file}", file=sys.stderr)
         return 2
     try:
-        return run(load_config(argv[0]))
+        return runner(load(argv[0]))
     except CellError as exc:
         print(f"{PREFIX} error: {exc}", file=sys.stderr, flush=True)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry(argv, "cruijff_kit.tools.inspect.run_cell", layout.EVAL_CONFIG, load_config, run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -31,16 +30,9 @@ SKIP_DONE = "CK_EVAL_SKIP_DONE"
 
 
 def load_group(path: str | Path) -> dict:
-    from cruijff_kit.files import YAMLInputError, read_yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise CellError(f"{path}: eval group file not found")
-    try:
-        group = read_yaml(path)
-    except YAMLInputError as exc:
-        raise CellError(str(exc)) from None
-    cells = group.get("cells") if isinstance(group, dict) else None
+    group = run_cell.read_mapping(path, "eval group file")
+    cells = group.get("cells")
     if not isinstance(cells, list) or not cells or not all(isinstance(c, dict) and c.get("config") for c in cells):
         raise CellError(f"{path}: expected a list of cells with their config; re-run `cruijff-kit scaffold`")
     group["_dir"] = str(path.resolve().parent)
@@ -201,15 +193,7 @@ def run(group: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m cruijff_kit.tools.inspect.run_group eval_group.yaml", file=sys.stderr)
-        return 2
-    try:
-        return run(load_group(argv[0]))
-    except CellError as exc:
-        print(f"{run_cell.PREFIX} error: {exc}", file=sys.stderr, flush=True)
-        return 2
+    return run_cell.entry(argv, "cruijff_kit.tools.inspect.run_group", layout.EVAL_GROUP_CONFIG, load_group, run)
 
 
 if __name__ == "__main__":
