@@ -68,7 +68,7 @@ def test_cells_for_fine_tuned_control_and_eval_only(tmp_path, scratch):
                   matrix=[{"run": "ft", "tasks": ["const", "other"], "epochs": [0, 1]},
                           {"run": "ctl", "tasks": ["const"], "epochs": None},
                           {"run": "eo", "tasks": ["const"], "epochs": None, "vis_label": "theirs"}],
-                  evaluation={"limit": 5, "seed": 7})
+                  evaluation={"limit": 5, "seed": 7, "group": "cell"})
     exp, settings, jobs = rendered(path)
     out = settings.output_dir("evx", "ft")
     model = tmp_path / "models" / "tiny-llama"

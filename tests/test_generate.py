@@ -30,7 +30,7 @@ EVAL_LINE = "✓ Generated 8 evaluation configs (run_000/eval/domain_qa_epoch0 t
 VALIDATED = "✓ Validated all evaluation tasks"
 
 
-def lines(sweep: Path, train=TRAIN_LINE, evals=EVAL_LINE, jobs: int = 12) -> list[str]:
+def lines(sweep: Path, train=TRAIN_LINE, evals=EVAL_LINE, jobs: int = 8) -> list[str]:
     out = [train] + ([evals, VALIDATED] if evals else [])
     return out + [f"✓ Wrote jobs.json ({jobs} jobs); next: cruijff-kit run {sweep}"]
 
@@ -72,7 +72,7 @@ def test_generate_writes_an_experiment_and_prints_its_lines(sweep, capsys):
     assert out.splitlines() == lines(sweep)
     for i in range(4):
         run = sweep / f"run_{i:03d}"
-        assert sorted(p.name for p in run.iterdir()) == ["eval", "finetune.slurm", "finetune.yaml",
+        assert sorted(p.name for p in run.iterdir()) == ["eval", "eval_groups", "finetune.slurm", "finetune.yaml",
                                                          "setup_finetune.yaml"]
         assert sorted(p.name for p in (run / "eval").iterdir()) == ["domain_qa_epoch0", "mmlu_subset_epoch0"]
         assert os.access(run / "finetune.slurm", os.X_OK)
@@ -88,8 +88,9 @@ def test_jobs_json_and_design_copy_make_an_ordinary_experiment(sweep, scratch, c
     assert generate(capsys, sweep)[0] == 0
     jobs = json.loads((sweep / "jobs.json").read_text())["jobs"]
     assert [j["id"] for j in jobs if j["kind"] == "train"] == [f"run_{i:03d}.train" for i in range(4)]
-    evals = [j for j in jobs if j["kind"] == "eval"]
-    assert len(evals) == 8 and all(j["after"] == [f"{j['run']}.train"] for j in evals)
+    evals = [j for j in jobs if j["kind"] == "eval"]  # one job per checkpoint: both tasks with one model load
+    assert len(evals) == 4 and all(j["after"] == [f"{j['run']}.train"] for j in evals)
+    assert [len(j["meta"]["cells"]) for j in evals] == [2] * 4
     for job in jobs:
         assert (sweep / job["script"]).is_file()
     train = next(j for j in jobs if j["id"] == "run_002.train")

@@ -4,6 +4,9 @@
 Every executor runs exactly these scripts (`sbatch SCRIPT` or `bash SCRIPT`), so they cannot drift.
 `resources` holds what the script's #SBATCH lines ask for (time, mem, cpus, gpus, partition, account,
 constraint), so a backend need not parse the script; it is optional ({} in jobs.json files written before).
+A grouped eval job (evaluation.group checkpoint | run) evaluates several cells: `meta["cells"]` lists them
+and `cells()` gives one JobSpec view per cell (its cell id, task, epoch and log dir), so whatever reads eval
+results per cell (gates, status) reads a grouped job the same way as per-cell jobs.
 """
 from __future__ import annotations
 
@@ -31,6 +34,15 @@ class JobSpec:
     epoch: int | None = None
     meta: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)  # {time, mem, cpus, gpus, partition, account, constraint}
+
+    def cells(self) -> list[JobSpec]:
+        """The eval cells this job evaluates: itself, or one view per cell of a grouped eval job."""
+        members = self.meta.get("cells")
+        if not isinstance(members, list):
+            return [self]
+        return [JobSpec(id=c["id"], kind=self.kind, run=self.run, script=self.script, after=list(self.after),
+                        log=self.log, output_dir=c.get("log_dir", ""), stage=self.stage, task=c.get("task", ""),
+                        epoch=c.get("epoch"), meta={**c, "group": self.id}) for c in members]
 
     @property
     def exit_code_file(self) -> str:

@@ -30,6 +30,11 @@ column; functions take that directory and return a Path.
             resolved_epoch.json  RESOLVED_EPOCH, resolved_epoch_file()   the epoch a best/last cell evaluated
             inspect.slurm        EVAL_SCRIPT
             logs/                LOGS, cell_logs()              inspect-ai's .eval logs
+        eval_groups/             EVAL_GROUPS_DIR              grouped eval jobs (evaluation.group: checkpoint | run)
+          {all|epoch{N}}/        group_dirname(), group_relpath()   one job that evaluates several cells
+            eval_group.yaml      EVAL_GROUP_CONFIG              its cells (each keeps its own eval_config.yaml)
+            inspect.slurm        EVAL_SCRIPT
+            cells.json           EVAL_GROUP_STATE               each cell's outcome, written as the job goes
       <script>.exitcode          EXIT_CODE_SUFFIX, exit_code_file()   the status a job script writes when it ends
       slurm-%j.out               JOB_LOG, job_log()           a job's stdout/stderr (%j = job id), in its log dir
     is_scaffolded(exp)           jobs.json or .ck/ present
@@ -72,6 +77,9 @@ EVAL_DIR = "eval"
 EVAL_CONFIG = "eval_config.yaml"
 EVAL_SCRIPT = "inspect.slurm"
 LOGS = "logs"
+EVAL_GROUPS_DIR = "eval_groups"
+EVAL_GROUP_CONFIG = "eval_group.yaml"
+EVAL_GROUP_STATE = "cells.json"
 JOB_LOG = "slurm-%j.out"
 EXIT_CODE_SUFFIX = ".exitcode"
 TRAINING_SUMMARY = "training_summary.json"
@@ -145,6 +153,16 @@ def cell_dir(exp_dir: str | Path, run: str, dirname: str) -> Path:
 
 def cell_logs(exp_dir: str | Path, run: str, dirname: str) -> Path:
     return cell_dir(exp_dir, run, dirname) / LOGS
+
+
+def group_dirname(epoch) -> str:
+    """A grouped eval job's folder: `epoch{N}` for one checkpoint of a run, `all` for every cell of a run."""
+    return "all" if epoch is None else f"epoch{epoch}"
+
+
+def group_relpath(run: str, dirname: str) -> str:
+    """A grouped eval job's directory relative to the experiment dir."""
+    return f"{run}/{EVAL_GROUPS_DIR}/{dirname}"
 
 
 def cell_compute_files(run_dir_: str | Path) -> list[Path]:

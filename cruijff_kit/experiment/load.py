@@ -255,7 +255,8 @@ def build(data: dict, source: Path, settings: Settings) -> Experiment:
         tasks=tasks, matrix=tuple(ev.get("matrix", ())),
         temperature=ev.get("temperature", 0.0), do_sample=as_bool(ev.get("do_sample", False)),
         max_tokens=ev.get("max_tokens", 32), seed=ev.get("seed", 42), limit=ev.get("limit"),
-        max_connections=ev.get("max_connections"), compute=dict(ev.get("compute") or {}))
+        max_connections=ev.get("max_connections"), compute=dict(ev.get("compute") or {}),
+        group=ev.get("group", Evaluation.group))
     stages = tuple(Stage(s["name"], s.get("description", ""),
                          Gate(**{"on_fail": "stop", **s["gate"]}) if s.get("gate") else None)
                    for s in data.get("stages", []))

@@ -175,6 +175,7 @@ class Evaluation:
     seed: int = 42
     limit: int | None = None
     max_connections: int | None = None  # samples evaluated concurrently (inspect-ai)
+    group: str = "checkpoint"  # eval cells per job: cell | checkpoint | run (workers/inspect/groups.py)
     compute: dict = field(default_factory=dict)  # SBATCH resources of every eval job (jobscript.job_overrides)
 
 

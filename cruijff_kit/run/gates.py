@@ -119,7 +119,7 @@ def evaluate(exp_dir: Path, stage: Stage, eval_jobs: list) -> GateResult:
     task, scorer_metric = gate.metric.split(".", 1)
     result = GateResult(stage.name, gate.metric, gate.op, float(gate.value), gate.on_fail, passed=False)
     seen: dict[str, set] = {}
-    for job in eval_jobs:
+    for job in (cell for j in eval_jobs for cell in j.cells()):  # a grouped eval job: each of its cells
         found = cell_scores(cell_logs(job_log_dir(exp_dir, job)))
         if found.status == "success":
             seen.setdefault(job.task or "?", set()).update(found.metrics)

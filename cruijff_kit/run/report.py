@@ -17,6 +17,7 @@ from cruijff_kit.render import STATUS_BLOCK, render
 from cruijff_kit.run import gates
 from cruijff_kit.run.state import BY_USER, CANCELLED, COMPLETED, FAILED, PENDING, STATES, TERMINAL, now
 from cruijff_kit.workers import rerun_policy
+from cruijff_kit.workers.inspect.groups import cell_states
 
 SUMMARY_FILE = layout.SUMMARY_MD
 STATUS_START, STATUS_END = STATUS_BLOCK
@@ -90,6 +91,12 @@ def status_block(engine, st: dict) -> str:
                "duration": fmt_seconds(js.get("wall_s")) if js["state"] in TERMINAL else "-",
                "note": "; ".join(notes).replace("|", "\\|") or "-",
                "task": job.task or "-", "epoch": epoch_text(*job_epoch(engine.exp_dir, job))}
+        if job.kind == "eval" and len(job.cells()) > 1:  # a grouped eval job: one row per cell
+            eval_rows += [{**row, "task": c["task"], "epoch": "base" if c["epoch"] is None else c["epoch"],
+                           "state": c["state"], "duration": fmt_seconds(c["wall_s"]) if c.get("wall_s") else "-",
+                           "note": "; ".join(x for x in (c["reason"], f"job {job.id}") if x).replace("|", "\\|")}
+                          for c in cell_states(engine.exp_dir, job, js)]
+            continue
         (eval_rows if job.kind == "eval" else train_rows).append(row)
     counts = Counter((st["jobs"].get(i) or {"state": PENDING})["state"] for i in engine.order)
     return render("status_tables.md.j2", start=STATUS_START, end=STATUS_END, updated=fmt_time(now()),

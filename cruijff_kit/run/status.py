@@ -48,6 +48,7 @@ def collect(engine, *, refresh: bool = True) -> dict:
     from cruijff_kit.run.gates import gate_rows
     from cruijff_kit.compute.records import read_gpu_summary
     from cruijff_kit.run.state import FAILED, RUNNING, STATES, TERMINAL, new_job, runner_alive, seconds_between
+    from cruijff_kit.workers.inspect.groups import cell_states
 
     st = refreshed(engine) if refresh else engine.store.read()
     runner = st.get("runner")
@@ -69,6 +70,8 @@ def collect(engine, *, refresh: bool = True) -> dict:
                      "after": list(job.after), "script": job.script, **js,
                      "runner_gone": orphan,
                      "gpu": read_gpu_summary(engine.exp_dir, job) or None if js["state"] in TERMINAL else None})
+        if job.kind == "eval" and len(job.cells()) > 1:  # a grouped eval job: each cell's own state
+            jobs[-1]["cells"] = cell_states(engine.exp_dir, job, js)
     counts = Counter(j["state"] for j in jobs)
     return {"experiment": engine.experiment, "dir": str(engine.exp_dir), "updated": st.get("updated"),
             "runner": dict(runner, alive=alive) if runner else None,
@@ -99,7 +102,8 @@ def format_text(data: dict) -> str:
                      f"{word}")
     lines.append(", ".join(f"{n} {s}" for s, n in data["counts"].items() if n) or "no jobs")
     lines.append("")
-    width = max([len(j["id"]) for j in data["jobs"]] + [3])
+    width = max([len(j["id"]) for j in data["jobs"]] + [len(c["id"]) + 2 for j in data["jobs"]
+                                                          for c in j.get("cells") or []] + [3])
     lines.append(f"{'JOB'.ljust(width)}  {'STATE':<10} {'ID':<10} {'STARTED':<19}  {'TIME':>8}  NOTE")
     for j in data["jobs"]:
         note = j.get("reason") or ""
@@ -115,6 +119,9 @@ def format_text(data: dict) -> str:
             note = f"{note + '; ' if note else ''}{gpu_note(j['gpu'])}"
         lines.append(f"{j['id'].ljust(width)}  {j['state']:<10} {str(j.get('native_id') or '-'):<10} "
                      f"{fmt_time(j.get('started')):<19}  {fmt_seconds(j.get('elapsed_s')):>8}  {note}".rstrip())
+        for c in j.get("cells") or []:  # the cells of a grouped eval job, under it
+            lines.append(f"{('  ' + c['id']).ljust(width)}  {c['state']:<10} {'':<10} {'':<19}  "
+                         f"{fmt_seconds(c.get('wall_s')):>8}  {c.get('reason') or ''}".rstrip())
     if data.get("gates"):
         lines += ["", "gates:"]
         lines += [f"  {g['stage']}: {g['outcome'].upper()}: {g['text']}" for g in data["gates"]]
@@ -124,6 +131,9 @@ def format_text(data: dict) -> str:
         lines += ["", "GPU-hours (estimated vs actual) per stage:"]
         lines += [f"  {line}" for line in cost_lines(data["cost"])]
     for j in data["jobs"]:
+        for c in j.get("cells") or []:
+            if c["state"] == "failed":
+                lines += ["", f"{c['id']} failed in {j['id']}: {c.get('reason') or 'failed'}; log: {j.get('log') or '-'}"]
         if j["state"] != "failed":
             continue
         lines += ["", f"{j['id']} failed ({j.get('reason') or 'failed'}); log: {j.get('log') or '-'}"]

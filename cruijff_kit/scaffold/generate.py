@@ -173,7 +173,7 @@ def main(args) -> int:
     for name in outcome.stale:
         print(f"warning: {name}/ is not part of this grid (left from an earlier one); delete it", file=sys.stderr)
     print(_range([f"{j.run}/{layout.FINETUNE_CONFIG}" for j in outcome.jobs if j.kind == "train"], "training config"))
-    evals = [j.meta["config"].removesuffix(f"/{layout.EVAL_CONFIG}") for j in outcome.jobs if j.kind == "eval"]
+    evals = [layout.cell_relpath(c.run, c.meta["cell"]) for j in outcome.jobs if j.kind == "eval" for c in j.cells()]
     if evals:
         print(_range(evals, "evaluation config"))
         print("✓ Validated all evaluation tasks")

@@ -276,7 +276,7 @@ def _log(o: Outcome, profile: str | None, only: list[str] | None, force: bool) -
     cmd = f"cruijff-kit scaffold {o.exp.source}" + (f" --profile {profile}" if profile else "") + (
         f" --only {' '.join(only)}" if only else "") + (" --force" if force else "")
     r = o.report
-    cells = len([j for j in o.jobs if j.kind == "eval"])
+    cells = sum(len(j.cells()) for j in o.jobs if j.kind == "eval")
     logbook.log(path, "SCAFFOLD", f"scaffolded {o.exp.name}: {len(o.exp.runs)} runs, {cells} eval cells, "
                 f"{len(o.jobs)} jobs", command=cmd, result=r.summary(),
                 explanation="rendered from the validated design; unchanged files left alone, edited files kept"
@@ -312,7 +312,7 @@ def main(args) -> int:
         print(w.line(), file=sys.stderr)
     exp = o.exp
     trained = sum(1 for r in exp.runs if r.trains)
-    cells = sum(1 for j in o.jobs if j.kind == "eval")
+    cells = sum(len(j.cells()) for j in o.jobs if j.kind == "eval")
     head = (f"{exp.name}: {len(exp.runs)} runs ({trained} fine-tuned, {len(exp.runs) - trained} control/eval-only), "
             f"{len(exp.cells())} eval cells, {len(o.jobs)} jobs")
     for _kind, tool, why in o.skipped:

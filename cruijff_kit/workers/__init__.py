@@ -23,17 +23,21 @@ def evaluation_worker(name: str):
 
 
 # rerun policies: how a job of a tool is rerun (resume, OOM retry); a tool without one reruns as is
-RERUN = {"torchtune": "cruijff_kit.workers.torchtune.rerun"}
+RERUN = {"torchtune": "cruijff_kit.workers.torchtune.rerun", "inspect-ai": "cruijff_kit.workers.inspect.rerun"}
 
 
 def rerun_policy(job):
-    """The rerun policy of the trainer of `job` (a module with rerun_env and oom_retry), or None.
+    """The rerun policy of `job`'s tool (a module with rerun_env, oom_retry and notes), or None.
 
-    Training jobs belong to their preparation tool (`meta.tool`, torchtune when absent); other jobs
-    (eval cells, preference data) rerun unchanged."""
-    if job.kind != "train":
+    Training jobs belong to their preparation tool (`meta.tool`, torchtune when absent), grouped eval jobs
+    to inspect-ai (only their unfinished cells rerun); other jobs (eval cells, preference data) rerun unchanged."""
+    if job.kind == "eval" and job.meta.get("cells"):
+        tool = "inspect-ai"
+    elif job.kind == "train":
+        tool = job.meta.get("tool") or "torchtune"
+    else:
         return None
-    module = RERUN.get(job.meta.get("tool") or "torchtune")
+    module = RERUN.get(tool)
     return importlib.import_module(module) if module else None
 
 

@@ -4,4 +4,6 @@
                  same prompt template and system prompt as training
     scorers.py   scorer specs ({name, params}) -> inspect scorers, plus our `numeric` scorer
     run_cell.py  `python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml`: one eval cell
+    run_group.py `python -m cruijff_kit.tools.inspect.run_group eval_group.yaml`: the cells of one grouped
+                 eval job, one model load (provider.py swaps each epoch's adapter in memory)
 """

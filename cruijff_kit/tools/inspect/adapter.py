@@ -7,8 +7,9 @@ the eval scores a broken model without an error. ``adapter_deltas`` undoes the p
 listed in ``UNPERMUTED`` (read from the base's config.json), so ``W + scale * B @ A`` equals torchtune's own
 merged checkpoint tensor for tensor.
 
-``apply_in_memory`` adds the deltas to a loaded transformers model (no merged copy on disk); imports torch
-lazily.
+``apply_in_memory`` adds the deltas to a loaded transformers model (no merged copy on disk); ``restore_base``
+puts the base weights an adapter changed back, read again from the base's safetensors (so one loaded base
+model serves every epoch's adapter of a grouped eval job); both import torch lazily.
 """
 from __future__ import annotations
 
@@ -99,8 +100,9 @@ def merged_tensor(weight, lora_a, lora_b, scale: float):
     return merged.to(weight.dtype).contiguous()
 
 
-def apply_in_memory(model, adapter_dir: Path, base_dir: Path) -> int:
-    """Merge the adapter into a loaded transformers model's weights in place; returns the tensors changed."""
+def apply_in_memory(model, adapter_dir: Path, base_dir: Path, changed: set | None = None) -> int:
+    """Merge the adapter into a loaded transformers model's weights in place; returns the tensors changed
+    (their names are added to `changed` when given: what restore_base puts back)."""
     import torch
 
     deltas, scale = adapter_deltas(adapter_dir, base_dir)
@@ -112,4 +114,29 @@ def apply_in_memory(model, adapter_dir: Path, base_dir: Path) -> int:
         for name, (lora_a, lora_b) in deltas.items():
             param = params[name]
             param.copy_(merged_tensor(param.detach().cpu(), lora_a, lora_b, scale).to(param.device))
+    if changed is not None:
+        changed.update(deltas)
     return len(deltas)
+
+
+def restore_base(model, base_dir: Path, names) -> int:
+    """Put the base model's own tensors back into the loaded weights `names` (undoes apply_in_memory exactly:
+    read again from the base's safetensors shards, cast as loading cast them); returns the tensors restored."""
+    import torch
+    from safetensors import safe_open
+
+    wanted = set(names)
+    params = dict(model.named_parameters())
+    restored = 0
+    shards = sorted(p for p in Path(base_dir).glob("*.safetensors") if not p.name.startswith("adapter_"))
+    with torch.no_grad():
+        for shard in shards:
+            with safe_open(str(shard), framework="pt") as fh:
+                for name in wanted & set(fh.keys()):
+                    param = params[name]
+                    param.copy_(fh.get_tensor(name).to(dtype=param.dtype, device=param.device))
+                    restored += 1
+    if restored != len(wanted):
+        raise AdapterError(f"base model {base_dir} has no safetensors weights for {len(wanted) - restored} of the "
+                           "weights an adapter changed; evaluate one epoch per job (evaluation.group: checkpoint)")
+    return restored

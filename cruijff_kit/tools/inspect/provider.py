@@ -7,6 +7,10 @@ Two model_args on top of the hf provider's (both removed before transformers see
 * ``adapter_path``: a PEFT adapter merged into the loaded base model's weights in memory (no merged copy
   on disk); ``model_path`` is then the base model.
 
+A grouped eval job (run_group.py) loads the base once and calls ``use_adapter`` per epoch: the weights the
+previous adapter changed are put back from the base's files before the next one is merged. Every load
+prints one ``[cruijff_kit] model loaded: DIR (load N in this process)`` line (the job log counts them).
+
 The prompt format comes in as the hf provider's ``chat_template`` model_arg (see prompt_format.py).
 Importing this module imports inspect_ai; call ``register()`` before ``inspect_ai.eval``.
 """
@@ -15,7 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 NAME = "cruijff_hf"
+LOADED = "model loaded:"  # the log line of every load
 _REGISTERED: list = []
+_LOADS: list[str] = []  # model dirs loaded in this process, in order
+
+
+def loads() -> list[str]:
+    """The model dirs this process loaded so far (one entry per load)."""
+    return list(_LOADS)
 
 
 def register() -> str:
@@ -24,7 +35,7 @@ def register() -> str:
         from inspect_ai.model import GenerateConfig, modelapi
         from inspect_ai.model._providers.hf import HuggingFaceAPI
 
-        from cruijff_kit.tools.inspect.adapter import apply_in_memory
+        from cruijff_kit.tools.inspect.adapter import apply_in_memory, restore_base
 
         class CruijffHF(HuggingFaceAPI):
             def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
@@ -32,10 +43,27 @@ def register() -> str:
                 stop_ids = model_args.pop("stop_token_ids", None)
                 adapter = model_args.pop("adapter_path", None)
                 super().__init__(model_name, base_url=base_url, api_key=api_key, config=config, **model_args)
+                self.base_dir = Path(model_args.get("model_path") or model_name)
+                self.adapter: str | None = None
+                self.changed: set[str] = set()
+                _LOADS.append(str(self.base_dir))
+                print(f"[cruijff_kit] {LOADED} {self.base_dir} (load {len(_LOADS)} in this process)", flush=True)
                 if adapter:
-                    apply_in_memory(self.model, Path(adapter), Path(model_args.get("model_path") or model_name))
+                    self.use_adapter(adapter)
                 if stop_ids:
                     self.model.generation_config.eos_token_id = list(stop_ids)
+
+            def use_adapter(self, adapter: str | Path | None) -> None:
+                """Evaluate with `adapter` merged in (None: the base model itself)."""
+                adapter = str(adapter) if adapter else None
+                if adapter == self.adapter:
+                    return
+                if self.changed:
+                    restore_base(self.model, self.base_dir, self.changed)
+                self.adapter, self.changed = None, set()
+                if adapter:
+                    apply_in_memory(self.model, Path(adapter), self.base_dir, self.changed)
+                    self.adapter = adapter
 
         @modelapi(name=NAME)
         def cruijff_hf():

@@ -45,18 +45,25 @@ def say(message: str) -> None:
 REQUIRED = ("task", "task_script", "task_function", "model_path", "log_dir")
 
 
-def load_config(path: str | Path) -> dict:
+def read_mapping(path: str | Path, what: str) -> dict:
+    """A YAML mapping a runner reads (eval_config.yaml, eval_group.yaml); any problem is a one-line CellError."""
     from cruijff_kit.files import YAMLInputError, read_yaml
 
     path = Path(path)
     if not path.is_file():
-        raise CellError(f"{path}: eval config not found")
+        raise CellError(f"{path}: {what} not found")
     try:
-        config = read_yaml(path)
+        data = read_yaml(path)
     except YAMLInputError as exc:
         raise CellError(str(exc)) from None
-    if not isinstance(config, dict):
+    if not isinstance(data, dict):
         raise CellError(f"{path}: expected a mapping")
+    return data
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    config = read_mapping(path, "eval config")
     missing = [k for k in REQUIRED if not config.get(k)]
     if missing:
         raise CellError(f"{path}: missing {', '.join(missing)}; re-run `cruijff-kit scaffold`")
@@ -334,24 +341,28 @@ def _register_progress_hook() -> None:
 
 
 # -- main ------------------------------------------------------------------------------------------
-def run(config: dict) -> int:
+def quiet_environment() -> None:
+    """Offline, no tokenizer threads, no progress bars in job logs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no \r progress bars in job logs
-    started = time.monotonic()
-    label = config.get("cell") or config["task"]
-    device = str(config.get("device") or "cpu")
+
+
+def cell_model(config: dict) -> tuple[dict, Path, dict, Path | None]:
+    """(config, model_dir, model_args, adapter_dir) of one cell: `epochs: best / last` resolved to the run's
+    epoch_N (recorded in resolved_epoch.json), where its checkpoint lies (cheap file checks, no model loaded)
+    and, with a device_map, how the model spreads over the job's GPUs. The one per-cell resolution both
+    runners use: run() here and run_group per cell."""
     from cruijff_kit.tools.inspect.cell_epoch import resolve_cell
 
-    config = resolve_cell(config)  # epochs: best / last -> the run's epoch_N, recorded in resolved_epoch.json
+    label = config.get("cell") or config["task"]
+    config = resolve_cell(config)
     if config.get("resolved_epoch") is not None:
         say(f"eval {label}: {config['epoch']} epoch of run {config.get('run')} is epoch {config['resolved_epoch']}")
-    model_dir, tokenizer_dir, adapter_dir = resolve_model(config)  # cheap file checks first, then imports
-    if adapter_dir is not None:
-        say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
+    model_dir, tokenizer_dir, adapter_dir = resolve_model(config)
     margs = model_args(config, model_dir, tokenizer_dir, adapter_dir)
-    check_device(device)
+    device = str(config.get("device") or "cpu")
     if config.get("device_map"):
         margs.update(placement.load_args(device, config["device_map"], placement.visible_gpu_memory()))
         if margs["device"] != device:
@@ -359,17 +370,24 @@ def run(config: dict) -> int:
         else:
             say(f"warning: device_map {config['device_map']} asked for, but this job sees fewer than 2 GPUs; "
                 f"loading onto {device}")
+    return config, model_dir, margs, adapter_dir
+
+
+def evaluate(config: dict, model, margs: dict, model_dir: Path) -> int:
+    """Evaluate one cell with `model`: a provider name that inspect loads with `margs`, or a loaded Model
+    (a grouped job's; `margs` are then only recorded in the log). 0 on success, 1 when the eval failed."""
     from inspect_ai import eval as inspect_eval
 
-    from cruijff_kit.tools.inspect.provider import register
     from cruijff_kit.tools.inspect.scorers import generate_config
 
+    started = time.monotonic()
+    label = config.get("cell") or config["task"]
     task, given = build_task(config)
     log_dir = Path(config["log_dir"])
     log_dir.mkdir(parents=True, exist_ok=True)
     limit = config.get("limit")
     total = sample_count(task, limit)
-    say(f"eval {label}: {total} samples, model {model_dir}, device {device}, "
+    say(f"eval {label}: {total} samples, model {model_dir}, device {config.get('device') or 'cpu'}, "
         f"{config.get('dataset_type', 'chat_completion')}, "
         f"{'sampling' if margs['do_sample'] else 'greedy'}, log_dir {log_dir}")
     metadata = {k: config.get(k) for k in ("experiment", "run", "run_type", "task", "epoch", "resolved_epoch",
@@ -379,7 +397,7 @@ def run(config: dict) -> int:
                     started=time.monotonic())
     _register_progress_hook()
     try:
-        logs = inspect_eval(task, model=register(), model_args=margs, log_dir=str(log_dir), limit=limit,
+        logs = inspect_eval(task, model=model, model_args=margs, log_dir=str(log_dir), limit=limit,
                             display="none", log_level="warning", metadata=metadata,
                             **generate_args(config), **generate_config(config.get("scorers")))
     finally:
@@ -397,16 +415,32 @@ def run(config: dict) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(config: dict) -> int:
+    quiet_environment()
+    config, model_dir, margs, adapter_dir = cell_model(config)  # cheap file checks first, then imports
+    if adapter_dir is not None:
+        say(f"adapter {adapter_dir} merged into base {model_dir} in memory")
+    check_device(str(config.get("device") or "cpu"))
+    from cruijff_kit.tools.inspect.provider import register
+
+    return evaluate(config, register(), margs, model_dir)
+
+
+def entry(argv: list[str] | None, module: str, file: str, load, runner) -> int:
+    """`python -m MODULE FILE`: runner(load(FILE)); a CellError is one line on stderr and exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml", file=sys.stderr)
+        print(f"usage: python -m {module} {file}", file=sys.stderr)
         return 2
     try:
-        return run(load_config(argv[0]))
+        return runner(load(argv[0]))
     except CellError as exc:
         print(f"{PREFIX} error: {exc}", file=sys.stderr, flush=True)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry(argv, "cruijff_kit.tools.inspect.run_cell", layout.EVAL_CONFIG, load_config, run)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Each cell directory `{exp.dir}/{run}/eval/{task}_epoch{N}/` (`{task}_epoch_best/
 model_path is the stand-in `epoch_best` the job resolves: tools/inspect/cell_epoch.py; or `{run}/eval/{task}/`
 for control and eval-only runs) gets `eval_config.yaml` (everything the in-job runner needs) and `inspect.slurm`
 (extends templates/job.sh.j2; payload: `python -m cruijff_kit.tools.inspect.run_cell eval_config.yaml`).
-Job ids: `{run}.eval.{cell_dirname}`, after `{run}.train` for runs that train.
+Job ids: `{run}.eval.{cell_dirname}`, after `{run}.train` for runs that train. With `evaluation.group`
+checkpoint (default) or run, the cells of one checkpoint (or run) share one job instead: `{run}.evals.{epochN|all}`
+in `{run}/eval_groups/...`, which runs `python -m cruijff_kit.tools.inspect.run_group eval_group.yaml` (groups.py).
 
 `check()` catches at scaffold time what would otherwise surface only after training: task-level
 prompt / system prompt overrides that differ from what a fine-tuned run trained on, unknown scorers
@@ -29,9 +31,11 @@ from cruijff_kit.render import RenderSet
 from cruijff_kit.render import render as render_template
 from cruijff_kit.settings import Settings
 from cruijff_kit.tools.inspect.placement import SPREAD, wants_spread  # pure: the job applies it
+from cruijff_kit.workers.inspect import groups
 from cruijff_kit.workers.inspect.taskscan import parse_script, task_problem
 
 RUNNER = "cruijff_kit.tools.inspect.run_cell"
+GROUP_RUNNER = "cruijff_kit.tools.inspect.run_group"
 CONFIG_FILE = layout.EVAL_CONFIG
 SCRIPT_FILE = layout.EVAL_SCRIPT
 
@@ -367,29 +371,50 @@ def source_of(exp: Experiment) -> str:
 
 
 def render(exp: Experiment, settings: Settings, files: RenderSet, task_args: dict | None = None) -> list[JobSpec]:
-    """Add every cell's eval_config.yaml and inspect.slurm to `files`; return the eval jobs.
+    """Add every cell's eval_config.yaml and the eval job scripts to `files`; return the eval jobs: one per
+    cell, or one per group of cells (`evaluation.group`, workers/inspect/groups.py).
     `task_args` {task: {keyword: value}} adds keyword arguments for a task's @task function (`generate`)."""
     env = job_environment(settings, exp.dir)
     python = "python" if (env["venv"] or env["conda_env"]) else sys.executable
+    by = exp.evaluation.group
     jobs = []
-    for cell in exp.cells():
-        run = exp.run(cell.run)
-        rel = cell_relpath(cell)
-        cell_dir = exp.dir / rel
-        context = cell_context(exp, settings, cell)
-        context["task_args"].update((task_args or {}).get(cell.task, {}))
-        files.add(f"{rel}/{CONFIG_FILE}", render_template(f"inspect/{CONFIG_FILE}.j2", **context))
-        job = JobSpec(
-            id=job_id(cell), kind="eval", run=run.name, script=f"{rel}/{SCRIPT_FILE}",
-            after=[f"{run.name}.train"] if run.trains else [], log=str(layout.job_log(cell_dir)),
-            output_dir=context["log_dir"], stage=run.stage, task=cell.task, epoch=cell.epoch,
-            meta={"cell": cell.dirname, "vis_label": context["vis_label"], "model_path": context["model_path"],
-                  "config": f"{rel}/{CONFIG_FILE}"})
+    for cells in groups.grouped(exp.cells(), by):
+        run = exp.run(cells[0].run)
+        contexts = []
+        for cell in cells:
+            context = cell_context(exp, settings, cell)
+            context["task_args"].update((task_args or {}).get(cell.task, {}))
+            files.add(f"{cell_relpath(cell)}/{CONFIG_FILE}", render_template(f"inspect/{CONFIG_FILE}.j2", **context))
+            contexts.append(context)
+        if len(cells) == 1:
+            rel, context = cell_relpath(cells[0]), contexts[0]
+            job = JobSpec(
+                id=job_id(cells[0]), kind="eval", run=run.name, script=f"{rel}/{SCRIPT_FILE}",
+                after=[f"{run.name}.train"] if run.trains else [], log=str(layout.job_log(exp.dir / rel)),
+                output_dir=context["log_dir"], stage=run.stage, task=cells[0].task, epoch=cells[0].epoch,
+                meta={"cell": cells[0].dirname, "vis_label": context["vis_label"],
+                      "model_path": context["model_path"], "config": f"{rel}/{CONFIG_FILE}"})
+            extra = {"config_file": CONFIG_FILE, "runner": RUNNER, "provenance": cell_provenance(context, python),
+                     "res": cell_resources(exp, settings, run)}
+        else:
+            rel = layout.group_relpath(run.name, groups.group_dirname(cells, by))
+            members = [groups.cell_entry(c, ctx, job_id(c), str(exp.dir / cell_relpath(c) / CONFIG_FILE))
+                       for c, ctx in zip(cells, contexts)]
+            job = JobSpec(
+                id=groups.group_job_id(run.name, Path(rel).name), kind="eval", run=run.name,
+                script=f"{rel}/{SCRIPT_FILE}", after=[f"{run.name}.train"] if run.trains else [],
+                log=str(layout.job_log(exp.dir / rel)), stage=run.stage, meta={"cells": members, "group": by})
+            files.add(f"{rel}/{layout.EVAL_GROUP_CONFIG}", render_template(
+                f"inspect/{layout.EVAL_GROUP_CONFIG}.j2", job_id=job.id, run=run.name, by=by, cells=members,
+                provenance=[cell_provenance(ctx, python) for ctx in contexts], source=source_of(exp),
+                state_file=layout.EVAL_GROUP_STATE))
+            res = cell_resources(exp, settings, run)
+            extra = {"config_file": layout.EVAL_GROUP_CONFIG, "runner": GROUP_RUNNER, "provenance": None,
+                     "res": {**res, "time": groups.scaled_time(res["time"], len(cells))}, "cells": len(cells)}
         script = render_template(
-            f"inspect/{SCRIPT_FILE}.j2", job_name=job.id, job_id=job.id, log=job.log,
-            res=cell_resources(exp, settings, run), env=env, workdir=str(cell_dir),
-            exit_code_file=str(exp.dir / job.exit_code_file), source=source_of(exp),
-            python=python, runner=RUNNER, config_file=CONFIG_FILE, provenance=cell_provenance(context, python))
+            f"inspect/{SCRIPT_FILE}.j2", job_name=job.id, job_id=job.id, log=job.log, env=env,
+            workdir=str(exp.dir / rel), exit_code_file=str(exp.dir / job.exit_code_file), source=source_of(exp),
+            python=python, **extra)
         files.add(job.script, script, executable=True)
         jobs.append(job)
     return jobs
