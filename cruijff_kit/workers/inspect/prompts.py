@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,24 +46,54 @@ def _yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _tokenizer_dir(config: dict) -> Path | None:
+def _tokenizer_dir(config: dict, seen: dict | None = None) -> Path | None:
+    """The first of model_path, base_model_path holding tokenizer files (`seen` caches the answer per
+    directory within one pass: a sweep's cells share a few base models)."""
+    seen = {} if seen is None else seen
     for key in ("model_path", "base_model_path"):
         if config.get(key):
-            path = Path(config[key])
-            if any((path / name).is_file() for name in TOKENIZER_FILES):
-                return path
+            text = str(config[key])
+            if text not in seen:
+                seen[text] = any(os.path.isfile(os.path.join(text, name)) for name in TOKENIZER_FILES)
+            if seen[text]:
+                return Path(text)
     return None
+
+
+_SIMPLE_LINE = re.compile(r'^(model_path|base_model_path|cell): *(?:"([^"\\\n]*)"|(null)) *$', re.M)
+
+
+def _quick_skip(path: Path, seen: dict) -> str | None:
+    """The cell's name when its eval_config.yaml, as we render it (each of model_path, base_model_path and
+    cell once, at the top level, a plain quoted string or null), names no directory holding tokenizer files:
+    a sweep's cells before training are skipped without parsing 2,000 YAML files. None: parse it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found: dict[str, list] = {}
+    for key, value, null in _SIMPLE_LINE.findall(text):
+        found.setdefault(key, []).append(None if null else value)
+    if any(len(found.get(key, ())) != 1 for key in ("model_path", "base_model_path", "cell")):
+        return None
+    if _tokenizer_dir({k: found[k][0] for k in ("model_path", "base_model_path")}, seen) is not None:
+        return None
+    return found["cell"][0] or path.parent.name
 
 
 def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list[str]]:
     """(one spec per eval cell whose tokenizer exists, names of cells skipped for want of tokenizer files)."""
-    specs, skipped = [], []
+    specs, skipped, seen = [], [], {}
     for path in sorted(exp_dir.glob(f"*/{layout.EVAL_DIR}/*/{layout.EVAL_CONFIG}")):
+        quick = None if cell else _quick_skip(path, seen)
+        if quick is not None:
+            skipped.append(quick)
+            continue
         config = _yaml(path)
         name = str(config.get("cell") or path.parent.name)
         if cell and cell not in (name, path.parent.name):
             continue
-        tok_dir = _tokenizer_dir(config)
+        tok_dir = _tokenizer_dir(config, seen)
         args = config.get("task_args") or {}
         if tok_dir is None or not args.get("data_path"):
             skipped.append(name)
