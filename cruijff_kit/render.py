@@ -10,6 +10,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _json_string  # json.dumps(str) minus the encoder
 from pathlib import Path
 
 from cruijff_kit.experiment.layout import MANIFEST  # stdlib only
@@ -21,7 +22,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 def yaml_quote(text: str) -> str:
     """A double-quoted YAML scalar that round-trips any string (libyaml escapes what JSON cannot)."""
     if text.isascii() and text.isprintable():
-        return json.dumps(text)
+        return _json_string(text)  # what json.dumps(text) returns, without building an encoder per call
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -57,15 +58,22 @@ def _yaml_flow(value) -> str:
 def sbatch_value(value) -> str:
     """The guard for text that reaches a job script unquoted (#SBATCH values, comment lines): a control
     character there (a newline) would end the line and run the rest as a command, so refuse it."""
-    from cruijff_kit.errors import UserError
-    from cruijff_kit.jobscript import control_char
-
     text = str(value)
-    bad = control_char(text)
+    bad = _jobscript().control_char(text)
     if bad:
+        from cruijff_kit.errors import UserError
+
         raise UserError(f"{text[:60]!r} contains {bad} and cannot go into a job script", where="job script",
                         hint="remove line breaks and control characters from names, paths and SLURM settings")
     return text
+
+
+@lru_cache(maxsize=1)
+def _jobscript():
+    """jobscript, imported on first use (it imports settings; the filter runs thousands of times)."""
+    from cruijff_kit import jobscript
+
+    return jobscript
 
 
 @lru_cache(maxsize=1)
