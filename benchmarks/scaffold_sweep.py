@@ -3,7 +3,8 @@
 Builds a sweep of 4 models x 5 LoRA ranks x 10 learning rates x 5 seeds = 1,000 fine-tuned runs, each
 evaluated at 2 epochs (2,000 eval cells), in a temporary directory, then times, as a user's shell sees
 it (`cruijff-kit scaffold ...` in a fresh process, median of N):
-  first scaffold (everything written), re-scaffold (nothing changes), --dry-run;
+  first scaffold (everything written), re-scaffold (nothing changes), --dry-run, validate
+(wall seconds, and CPU seconds: on a busy shared machine the CPU figure is the steadier one);
 and, in-process, where the time of a first scaffold goes (load+validate, check, render, commit).
 
   python benchmarks/scaffold_sweep.py [--runs-per-model 250] [--repeat 3] [--keep]
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,9 +68,18 @@ def sweep_design(folder: Path, runs_per_model: int = 250) -> Path:
     return path
 
 
-def timed_cli(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_cli(args: list[str], env: dict, cpu: list | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall seconds of one CLI call; its CPU seconds (user + system) are appended to `cpu`: on a shared
+    machine the wall time includes waiting for a core, the CPU time does not."""
+    start, cpu_start = time.perf_counter(), _child_cpu()
     proc = subprocess.run([str(BIN / "cruijff-kit"), *args], env=env, capture_output=True, text=True)
+    if cpu is not None:
+        cpu.append(_child_cpu() - cpu_start)
     return time.perf_counter() - start, proc
 
 
@@ -124,26 +135,31 @@ def main() -> int:
     n_runs = len(yaml.safe_load(design.read_text())["runs"])
     print(f"design: {n_runs} runs x 2 eval epochs -> {design}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
-    results: dict[str, list[float]] = {"first scaffold": [], "re-scaffold (no change)": [], "--dry-run": []}
+    results: dict[str, list[float]] = {"first scaffold": [], "re-scaffold (no change)": [], "--dry-run": [],
+                                       "validate": []}
+    cpu: dict[str, list[float]] = {label: [] for label in results}
     files = 0
     try:
         for _ in range(args.repeat):
             shutil.rmtree(folder / "exp", ignore_errors=True)
-            seconds, proc = timed_cli(["scaffold", str(design), "--no-log"], env)
+            seconds, proc = timed_cli(["scaffold", str(design), "--no-log"], env, cpu["first scaffold"])
             if proc.returncode != 0:
                 print(proc.stdout, proc.stderr, file=sys.stderr)
                 return 1
             results["first scaffold"].append(seconds)
             files = sum(1 for p in (folder / "exp").rglob("*") if p.is_file())
-            seconds, proc = timed_cli(["scaffold", str(design), "--no-log"], env)
+            seconds, proc = timed_cli(["scaffold", str(design), "--no-log"], env, cpu["re-scaffold (no change)"])
             assert " 0 written" in proc.stdout, proc.stdout
             results["re-scaffold (no change)"].append(seconds)
-            seconds, proc = timed_cli(["scaffold", str(design), "--dry-run"], env)
+            seconds, proc = timed_cli(["scaffold", str(design), "--dry-run"], env, cpu["--dry-run"])
             results["--dry-run"].append(seconds)
+            seconds, proc = timed_cli(["validate", str(design)], env, cpu["validate"])
+            results["validate"].append(seconds)
         print(f"files in the experiment dir: {files}")
         for label, values in results.items():
             print(f"  {label:<26} median {statistics.median(values):6.2f} s   "
-                  f"(min {min(values):.2f}, max {max(values):.2f}, n={len(values)})")
+                  f"(min {min(values):.2f}, max {max(values):.2f}, n={len(values)});  "
+                  f"CPU median {statistics.median(cpu[label]):.2f} s")
         print(f"in-process breakdown of a first scaffold (load average {os.getloadavg()[0]:.1f}):")
         for label, seconds in breakdown(design, env).items():
             print(f"  {label:<26} {seconds:6.2f} s")

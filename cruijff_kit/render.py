@@ -10,6 +10,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _json_string  # json.dumps(str) minus the encoder
 from pathlib import Path
 
 from cruijff_kit.experiment.layout import MANIFEST  # stdlib only
@@ -21,7 +22,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 def yaml_quote(text: str) -> str:
     """A double-quoted YAML scalar that round-trips any string (libyaml escapes what JSON cannot)."""
     if text.isascii() and text.isprintable():
-        return json.dumps(text)
+        return _json_string(text)  # what json.dumps(text) returns, without building an encoder per call
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -57,15 +58,22 @@ def _yaml_flow(value) -> str:
 def sbatch_value(value) -> str:
     """The guard for text that reaches a job script unquoted (#SBATCH values, comment lines): a control
     character there (a newline) would end the line and run the rest as a command, so refuse it."""
-    from cruijff_kit.errors import UserError
-    from cruijff_kit.jobscript import control_char
-
     text = str(value)
-    bad = control_char(text)
+    bad = _jobscript().control_char(text)
     if bad:
+        from cruijff_kit.errors import UserError
+
         raise UserError(f"{text[:60]!r} contains {bad} and cannot go into a job script", where="job script",
                         hint="remove line breaks and control characters from names, paths and SLURM settings")
     return text
+
+
+@lru_cache(maxsize=1)
+def _jobscript():
+    """jobscript, imported on first use (it imports settings; the filter runs thousands of times)."""
+    from cruijff_kit import jobscript
+
+    return jobscript
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +87,7 @@ def environment():
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        auto_reload=False,  # templates ship with the package: no stat() per file rendered
     )
     env.filters["shquote"] = lambda v: shlex.quote(sbatch_value(v) if "\x00" in str(v) else str(v))
     env.filters["sbatch_value"] = sbatch_value
@@ -89,8 +98,14 @@ def environment():
     return env
 
 
-def render(template: str, **context) -> str:
-    return environment().get_template(template).render(**context)
+@lru_cache(maxsize=64)
+def template(name: str):
+    """A compiled template, loaded once per process (a sweep renders each thousands of times)."""
+    return environment().get_template(name)
+
+
+def render(template_name: str, **context) -> str:
+    return template(template_name).render(**context)
 
 
 @dataclass
@@ -130,34 +145,46 @@ class RenderSet:
     def commit(self, *, force: bool = False) -> WriteReport:
         """Write what changed: every new file goes to a temp file beside its target, all data is
         flushed to disk with one sync, then each temp file is renamed over its target (atomic per file;
-        one sync instead of one fsync per file keeps a 1,000-run sweep fast)."""
+        one sync instead of one fsync per file keeps a 1,000-run sweep fast). Plain string paths, one
+        makedirs per folder and one read per existing file: a sweep has thousands of files."""
         import os
 
         manifest_path = self.root / MANIFEST
         manifest = read_json(manifest_path, {}) or {}
         before = dict(manifest)
         report = WriteReport()
-        pending: list[tuple[Path, Path]] = []
+        pending: list[tuple[str, str]] = []
+        folders: set[str] = set()
+        root = str(self.root)
         try:
             for rel, (text, mode) in sorted(self.files.items()):
-                target = self.root / rel
-                new_hash = sha256(text)
-                if target.exists():
-                    current = sha256(target.read_bytes())
-                    if current == new_hash:
-                        manifest[rel] = new_hash
+                target = f"{root}/{rel}"
+                data = text.encode()
+                current = _read_or_none(target)
+                if current is not None:
+                    if current == data:
+                        manifest[rel] = sha256(data)
                         report.unchanged.append(rel)
                         continue
-                    edited = rel not in manifest or manifest[rel] != current
+                    edited = rel not in manifest or manifest[rel] != sha256(current)
                     if edited and not force:
                         report.preserved.append(rel)
                         continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.ck-tmp")
-                tmp.write_text(text)
-                os.chmod(tmp, mode if mode is not None else 0o644)
+                folder, _, name = target.rpartition("/")
+                if folder not in folders:
+                    os.makedirs(folder, exist_ok=True)
+                    folders.add(folder)
+                tmp = f"{folder}/.{name}.ck-tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 pending.append((tmp, target))
-                manifest[rel] = new_hash
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fchmod(fd, mode if mode is not None else 0o644)
+                finally:
+                    os.close(fd)
+                manifest[rel] = sha256(data)
                 report.written.append(rel)
             if pending:
                 os.sync()
@@ -165,11 +192,20 @@ class RenderSet:
                 os.replace(tmp, target)
         finally:
             for tmp, _ in pending:
-                if tmp.exists():
-                    tmp.unlink()
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
         if manifest != before or not manifest_path.exists():
             write_json(manifest_path, manifest)
         return report
+
+
+def _read_or_none(path: str) -> bytes | None:
+    """The bytes of `path`, None when it does not exist (as Path.exists would say)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 # Blocks of experiment_summary.md that later stages rewrite in place (files.replace_block):

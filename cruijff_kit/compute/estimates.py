@@ -402,8 +402,17 @@ def plan_estimates(exp: Experiment, settings: Settings, extra_roots=()) -> Plan:
     return Plan(estimate_experiment(exp, settings, priors, factor), priors, roots, factor)
 
 
+@lru_cache(maxsize=8)
+def _scaffold_roots(scratch: str, env: str) -> tuple[str, ...]:
+    """prior_roots, resolved once per (scratch dir, $CK_PRIORS) instead of once per run of a sweep."""
+    from types import SimpleNamespace
+
+    return tuple(str(r) for r in prior_roots(SimpleNamespace(scratch=scratch)))
+
+
 def scaffold_estimate(exp: Experiment, run: Run, settings: Settings) -> tuple[RunEstimate, PriorRun | None]:
     """One run's estimate as plan_estimates gives it (the basis cached for a whole sweep)."""
-    priors, factor = _sweep_basis(tuple(str(r) for r in prior_roots(settings)), str(settings.scratch / HISTORY))
+    roots = _scaffold_roots(str(settings.scratch), os.environ.get("CK_PRIORS", ""))
+    priors, factor = _sweep_basis(roots, str(settings.scratch / HISTORY))
     prior = most_similar(priors, run.model, run.controls.batch_size, run.controls.max_seq_len, run.name)
     return estimate_run(exp, run, settings, prior, factor), prior

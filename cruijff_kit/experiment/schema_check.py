@@ -99,12 +99,32 @@ def _describe(error) -> tuple[str, str]:
     return error.message.splitlines()[0], ""
 
 
-def schema_problems(data: dict, problems: ProblemList) -> None:
+@lru_cache(maxsize=1)
+def fast_check():
+    """schema.json compiled once into a yes/no check (schema_fast); None if it cannot be compiled."""
+    from cruijff_kit.experiment.schema_fast import compiled
+
+    return compiled(schema())
+
+
+@lru_cache(maxsize=1)
+def validator():
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
+    return jsonschema.Draft202012Validator(schema())
+
+
+def _errors(data: dict) -> list:
+    """jsonschema's errors, in key-path order; none without asking it when the fast check is sure."""
+    check = fast_check()
+    if check is not None and check(data):
+        return []
+    return sorted(validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+
+
+def schema_problems(data: dict, problems: ProblemList) -> None:
     seen = set()
-    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in _errors(data):
         parts = list(error.absolute_path)
         if error.validator in ("additionalProperties", "unevaluatedProperties"):
             known = _known_keys(_schema_at(parts))

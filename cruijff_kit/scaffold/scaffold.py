@@ -155,6 +155,8 @@ def _freeze_submitted(exp_dir: Path, jobs: list, files) -> list[str]:
     submitted = submitted_jobs(exp_dir)
     folders = {str(Path(j.script).parent) for j in jobs if j.id in submitted}
     frozen = []
+    if not folders:
+        return frozen
     for rel in sorted(files.files):
         if str(Path(rel).parent) in folders and (exp_dir / rel).exists():
             text = files.files[rel][0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,40 +46,102 @@ def _yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _has_tokenizer(path: Path) -> bool:
-    return any((path / name).is_file() for name in TOKENIZER_FILES)
+def _has_tokenizer(path: str | Path, seen: dict) -> bool:
+    """Whether a directory holds HF tokenizer files (`seen` caches the answer per directory within one pass:
+    a sweep's cells share a few base models)."""
+    text = str(path)
+    if text not in seen:
+        seen[text] = any(os.path.isfile(os.path.join(text, name)) for name in TOKENIZER_FILES)
+    return seen[text]
 
 
-def _tokenizer_dir(config: dict, finetune: dict) -> Path | None:
+def _tokenizer_dir(config: dict, finetune: dict, seen: dict | None = None) -> Path | None:
     """Where the cell's HF tokenizer lives: the checkpoint or base model (an epoch_best / epoch_last stand-in:
     the epoch the eval job picks, once the run trained), else (a run trained from another run's checkpoint
     that does not exist yet, e.g. DPO after SFT) the root model whose tokenizer training reads."""
     from cruijff_kit.tools.torchtune.pick_epoch import resolve_dir
 
+    seen = {} if seen is None else seen
     for key in ("model_path", "base_model_path"):
         if config.get(key):
-            try:
-                path = resolve_dir(config[key])[0]
-            except ValueError:
-                continue
-            if _has_tokenizer(path):
+            path = Path(config[key])
+            if layout.named_epoch_of(path):
+                try:
+                    path = resolve_dir(path)[0]
+                except ValueError:
+                    continue
+            if _has_tokenizer(path, seen):
                 return path
-    trained_with = str((finetune.get("tokenizer") or {}).get("path") or "")
-    if trained_with and "${" not in trained_with:
-        return next((p for p in Path(trained_with).parents if _has_tokenizer(p)), None)
+    return _trained_tokenizer_dir(str((finetune.get("tokenizer") or {}).get("path") or ""), seen)
+
+
+def _trained_tokenizer_dir(trained_with: str, seen: dict) -> Path | None:
+    """The folder holding the HF files of the tokenizer a run's finetune.yaml names (its file may sit deeper,
+    e.g. original/tokenizer.model)."""
+    if not trained_with or "${" in trained_with:
+        return None
+    return next((p for p in Path(trained_with).parents if _has_tokenizer(p, seen)), None)
     return None
+
+
+_SIMPLE_LINE = re.compile(r'^(model_path|base_model_path|cell): *(?:"([^"\\\n]*)"|(null)) *$', re.M)
+_TRAINED_TOKENIZER = re.compile(r'^tokenizer:\n(?:  [^\n]*\n)*?  path: *"([^"\\\n]*)" *$', re.M)
+
+
+def _quick_skip(path: Path, seen: dict) -> str | None:
+    """The cell's name when its eval_config.yaml, as we render it (each of model_path, base_model_path and
+    cell once, at the top level, a plain quoted string or null), names no directory holding tokenizer files,
+    no epoch_best/last stand-in of a run that has begun writing checkpoints, and its run's finetune.yaml
+    names no tokenizer whose folder exists: a sweep's cells before training are skipped without parsing
+    2,000 YAML files. None: parse it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found: dict[str, list] = {}
+    for key, value, null in _SIMPLE_LINE.findall(text):
+        found.setdefault(key, []).append(None if null else value)
+    if any(len(found.get(key, ())) != 1 for key in ("model_path", "base_model_path", "cell")):
+        return None
+    for key in ("model_path", "base_model_path"):
+        value = found[key][0]
+        if value and (_has_tokenizer(value, seen) or (layout.named_epoch_of(value)
+                                                       and os.path.isdir(os.path.dirname(value)))):
+            return None
+    if not _run_tokenizer_absent(path.parents[2] / layout.FINETUNE_CONFIG, seen):
+        return None
+    return found["cell"][0] or path.parent.name
+
+
+def _run_tokenizer_absent(finetune: Path, seen: dict) -> bool:
+    """True when a run has no finetune.yaml, or its tokenizer line names a folder without tokenizer files
+    (read with a regex, once per run); False when it has one or the file is not as we render it."""
+    key = f"finetune:{finetune}"
+    if key not in seen:
+        try:
+            trained = _TRAINED_TOKENIZER.search(finetune.read_text(encoding="utf-8"))
+            seen[key] = trained is not None and _trained_tokenizer_dir(trained.group(1), seen) is None
+        except FileNotFoundError:
+            seen[key] = True
+        except (OSError, UnicodeDecodeError):
+            seen[key] = False
+    return seen[key]
 
 
 def cell_specs(exp_dir: Path, cell: str | None = None) -> tuple[list[dict], list[str]]:
     """(one spec per eval cell whose tokenizer exists, names of cells skipped for want of tokenizer files)."""
-    specs, skipped = [], []
+    specs, skipped, seen = [], [], {}
     for path in sorted(exp_dir.glob(f"*/{layout.EVAL_DIR}/*/{layout.EVAL_CONFIG}")):
+        quick = None if cell else _quick_skip(path, seen)
+        if quick is not None:
+            skipped.append(quick)
+            continue
         config = _yaml(path)
         name = str(config.get("cell") or path.parent.name)
         if cell and cell not in (name, path.parent.name):
             continue
         finetune = _yaml(path.parents[2] / layout.FINETUNE_CONFIG)
-        tok_dir = _tokenizer_dir(config, finetune)
+        tok_dir = _tokenizer_dir(config, finetune, seen)
         args = config.get("task_args") or {}
         if tok_dir is None or not args.get("data_path"):
             skipped.append(name)
