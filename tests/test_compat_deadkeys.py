@@ -134,6 +134,9 @@ SPECIAL = {
         {"name": "t2", "script": "numbers_task.py", "function": "predictable_or_not"}),
         d["evaluation"]["matrix"][0].update(tasks=["t2"])),
     "evaluation.matrix[].epochs": lambda d: d["evaluation"]["matrix"][0].update(epochs=[1]),
+    # grouping shows only where a run has several cells per checkpoint (or epochs): two epochs, one job
+    "evaluation.group": (lambda d: d["evaluation"]["matrix"][0].update(epochs=[0, 1]),
+                         lambda d: d["evaluation"].update(group="run")),
     "evaluation.matrix[].vis_label": lambda d: d["evaluation"]["matrix"][0].update(vis_label="v"),
     "evaluation.temperature": lambda d: d["evaluation"].update(temperature=0.7, do_sample=True),
     "evaluation.do_sample": lambda d: d["evaluation"].update(temperature=0.7, do_sample=True),

@@ -63,8 +63,9 @@ def _writer(args):
 
 
 def test_concurrent_appends_never_interleave(tmp_path):
+    # spawn, not fork: a fork of a pytest process whose earlier tests started threads (torch) can deadlock
     path = tmp_path / "run-experiment.log"
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         pool.map(_writer, [(path, w) for w in range(4)])
     entries = logbook.read(path)
     assert len(entries) == 800

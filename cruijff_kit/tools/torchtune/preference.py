@@ -116,6 +116,7 @@ class _Encoder(InputOutputDataset):
         self.prompt = prompt
         self.system_prompt = system_prompt
         self.train_on_input = False
+        self.assistant_prefix = ""  # validate refuses a prefix on DPO runs
         self._pairs = []
 
     def encode(self, record: dict[str, Any], response: str) -> tuple[list[int], list[int]]:
