@@ -295,3 +295,15 @@ def test_a_full_disk_is_one_line_and_writes_nothing_half(tmp_path, scratch):
     # all or nothing: files are written to temporaries and renamed into place only when every one was written
     in_place = [p.name for p in (tmp_path / "exp").rglob("*") if p.is_file() and not p.name.endswith(".ck-tmp")]
     assert in_place == [], in_place
+
+
+def test_numeric_keys_beside_names_are_unknown_keys_not_a_crash(tmp_path, scratch, cli):
+    """YAML 1.2 reads `1e100:` as a float key; sorting it with string keys crashed validate (fuzz, 5/1000)."""
+    design = small_design(tmp_path)
+    path = write_design(tmp_path, design)
+    path.write_text(path.read_text().replace("controls:\n", "controls:\n  1e100: true\n  7b: []\n", 1))
+    proc = cli("validate", str(path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(ln.startswith(f"{path}: controls.1e+100: unknown key; ") for ln in lines), proc.stderr
+    assert any(ln.startswith(f"{path}: controls.7b: unknown key; ") for ln in lines), proc.stderr

@@ -128,14 +128,14 @@ def schema_problems(data: dict, problems: ProblemList) -> None:
         parts = list(error.absolute_path)
         if error.validator in ("additionalProperties", "unevaluatedProperties"):
             known = _known_keys(_schema_at(parts))
-            for key in sorted(set(error.instance) - known):
+            for key in sorted(set(error.instance) - known, key=str):  # YAML keys may be numbers too
                 path = key_path(parts + [key])
                 if path not in seen:
                     seen.add(path)
                     upstream = upstream_hint(path)
                     problems.error(path, upstream[0] if upstream else "unknown key",
                                    upstream[1].replace("FILE", problems.where) if upstream else
-                                   closest(key, known) or f"known keys: {', '.join(sorted(known))}")
+                                   closest(str(key), known) or f"known keys: {', '.join(sorted(known))}")
             continue
         if error.validator == "propertyNames":
             continue  # reported below with a suggestion
