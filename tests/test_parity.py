@@ -117,9 +117,8 @@ def test_parity_check_fails_on_a_mismatched_template(family, models, tmp_path, m
     from cruijff_kit.tools.torchtune.prompt_tokens import cell_tokens
     from cruijff_kit.workers.inspect.prompts import compare, describe
 
-    fam = prompt_format.family(models[family])
-    own = FAMILIES[family].chat_template
-    monkeypatch.setitem(prompt_format.TEMPLATES, (fam, "chat_completion"), own)
+    own = FAMILIES[family].chat_template  # what the eval renders when it uses the model's own template
+    monkeypatch.setattr(prompt_format, "eval_template", lambda fam, dataset_type, assistant_prefix="": own)
     data = write_dataset(tmp_path / "d.json", n_train=4, n_val=2)
     spec = {"cell": "c", "tokenizer_dir": str(models[family]), "source": str(data), "split": "validation",
             "dataset_type": "chat_completion", "prompt": "{input}", "system_prompt": "", "torchtune_tokenizer": None}

@@ -54,7 +54,6 @@ _PARTS = {
 }
 # Unknown family, text_completion: BOS if the tokenizer has one, then the prompt (torchtune's encode).
 _RAW_PARTS = ("{{- bos_token if bos_token else '' }}", _RAW_TURN, "")
-TEMPLATES = {key: _template(*parts) for key, parts in _PARTS.items()}
 RAW_TEMPLATE = _template(*_RAW_PARTS)
 
 STOP_TOKENS = {
