@@ -76,6 +76,9 @@ def jobs_of(exp: Path) -> list[dict]:
     return json.loads((exp / "jobs.json").read_text())["jobs"]
 
 
+# The whole sanity check, 18 jobs one after another on the 2-CPU node: about 19 minutes on CI, so past the suite's
+# 20-minute default (pyproject) on a slower runner.
+@pytest.mark.timeout(3600)
 def test_tiny_sanity_check_through_slurm(tiny_experiment, cli):
     exp = tiny_experiment
     only = [r for r in os.environ.get("CK_E2E_RUNS", "").split(",") if r]
