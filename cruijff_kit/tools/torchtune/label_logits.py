@@ -16,10 +16,15 @@ import torch
 import torch.nn.functional as F
 
 
+def is_chunked_cross_entropy(loss_fn) -> bool:
+    """The loss is torchtune's CEWithChunkedOutputLoss (checked by class name, no torchtune import needed)."""
+    return loss_fn.__class__.__name__ == "CEWithChunkedOutputLoss"
+
+
 def supports(model, loss_fn, compiled: bool) -> bool:
     """True when the loss is torchtune's chunked cross entropy on a decoder with ``norm``/``output``/``unembed``
     (and nothing is compiled, so no graph was traced through ``unembed``)."""
-    return (not compiled and loss_fn.__class__.__name__ == "CEWithChunkedOutputLoss"
+    return (not compiled and is_chunked_cross_entropy(loss_fn)
             and all(hasattr(model, name) for name in ("norm", "output", "unembed")))
 
 
@@ -44,6 +49,7 @@ def label_cross_entropy(model, inputs: dict, targets: torch.Tensor, ignore_index
     hidden, targets = hidden[keep], targets[keep]
     if targets.numel() == 0:
         return hidden.sum() * 0.0  # a batch without labels: zero loss, still attached to the graph
+    chunks = max(chunks, 1)
     total = sum(F.cross_entropy(model.output(h).float(), t, reduction="sum")
-                for h, t in zip(hidden.chunk(max(chunks, 1)), targets.chunk(max(chunks, 1))))
+                for h, t in zip(hidden.chunk(chunks), targets.chunk(chunks)))
     return total / targets.numel()

@@ -206,7 +206,7 @@ class LoRAFinetuneRecipeSingleDeviceVal:
         self._loss_fn = config.instantiate(cfg.loss)
         if self._compile:
             self._loss_fn = training.compile_loss(self._loss_fn)
-        if self._loss_fn.__class__.__name__ == "CEWithChunkedOutputLoss":
+        if label_logits.is_chunked_cross_entropy(self._loss_fn):
             self._model.set_num_output_chunks(self._loss_fn.num_output_chunks)
         self._ignore_index = self._loss_fn.ignore_index
         # logits only at label positions (label_logits.py): same loss, far less work for output-only training
